@@ -1,0 +1,214 @@
+package flow
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Retention is how long after expiry a MemoryStore keeps a flow (so that it
+// still answers 410 and a fresh flow) and how long it keeps a forwarded error.
+const Retention = 24 * time.Hour
+
+// sweepEvery is how many creations pass between two sweeps of a MemoryStore.
+const sweepEvery = 1024
+
+// MemoryStore is an in-memory flow store for one process: a map and a
+// mutex. It is safe for concurrent use, and every value it returns is a
+// deep copy the caller may change. It keeps expired flows for [Retention]
+// after their expiry and sweeps older ones as new flows are created. The
+// zero value is not usable; call [NewMemoryStore].
+type MemoryStore struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	flows   map[string]*Record
+	errors  map[string]*ErrorRecord
+	created int
+}
+
+// NewMemoryStore returns an empty store. now is its clock for sweeping; nil
+// means time.Now.
+func NewMemoryStore(now func() time.Time) *MemoryStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryStore{now: now, flows: map[string]*Record{}, errors: map[string]*ErrorRecord{}}
+}
+
+// CreateFlow stores a copy of rec and sets rec.Version to 1.
+func (s *MemoryStore) CreateFlow(_ context.Context, rec *Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.flows[rec.Flow.ID]; ok {
+		return ErrConflict
+	}
+	rec.Version = 1
+	s.flows[rec.Flow.ID] = rec.Clone()
+	s.created++
+	if s.created%sweepEvery == 0 {
+		s.sweepLocked(s.now())
+	}
+	return nil
+}
+
+// Flow returns a copy of the flow with id, expired or not, or ErrNotFound.
+func (s *MemoryStore) Flow(_ context.Context, id string) (*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.flows[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return rec.Clone(), nil
+}
+
+// UpdateFlow replaces the stored flow when its version is rec.Version and
+// then increments rec.Version; otherwise it returns ErrConflict (or
+// ErrNotFound).
+func (s *MemoryStore) UpdateFlow(_ context.Context, rec *Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.flows[rec.Flow.ID]
+	if !ok {
+		return ErrNotFound
+	}
+	if cur.Version != rec.Version {
+		return ErrConflict
+	}
+	rec.Version++
+	s.flows[rec.Flow.ID] = rec.Clone()
+	return nil
+}
+
+// CompleteFlow stores rec with state passed_challenge if the stored flow is
+// not completed yet, whatever its version, and sets rec.Version; it returns
+// ErrCompleted if another caller completed it first.
+func (s *MemoryStore) CompleteFlow(_ context.Context, rec *Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.flows[rec.Flow.ID]
+	if !ok {
+		return ErrNotFound
+	}
+	if cur.Flow.State == StatePassedChallenge {
+		return ErrCompleted
+	}
+	rec.Flow.State = StatePassedChallenge
+	rec.Version = cur.Version + 1
+	s.flows[rec.Flow.ID] = rec.Clone()
+	return nil
+}
+
+// CreateError stores a forwarded error.
+func (s *MemoryStore) CreateError(_ context.Context, rec *ErrorRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.errors[rec.ID]; ok {
+		return ErrConflict
+	}
+	s.errors[rec.ID] = rec.Clone()
+	return nil
+}
+
+// Error returns a copy of the forwarded error with id, or ErrNotFound.
+func (s *MemoryStore) Error(_ context.Context, id string) (*ErrorRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.errors[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return rec.Clone(), nil
+}
+
+// Sweep removes flows that expired more than [Retention] before now and
+// errors created more than Retention before now, and returns how many it
+// removed. The store sweeps by itself as flows are created; hosts may call
+// it on their own schedule as well.
+func (s *MemoryStore) Sweep(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sweepLocked(now)
+}
+
+func (s *MemoryStore) sweepLocked(now time.Time) int {
+	cutoff := now.Add(-Retention)
+	n := 0
+	for id, rec := range s.flows {
+		if rec.Flow.ExpiresAt.Before(cutoff) {
+			delete(s.flows, id)
+			n++
+		}
+	}
+	for id, rec := range s.errors {
+		if rec.CreatedAt.Before(cutoff) {
+			delete(s.errors, id)
+			n++
+		}
+	}
+	return n
+}
+
+// Clone returns a deep copy of r.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Flow.UI = r.Flow.UI.clone()
+	if r.Flow.OrganizationID != nil {
+		id := *r.Flow.OrganizationID
+		c.Flow.OrganizationID = &id
+	}
+	if r.MethodState != nil {
+		c.MethodState = make(map[string]json.RawMessage, len(r.MethodState))
+		for k, v := range r.MethodState {
+			c.MethodState[k] = slices.Clone(v)
+		}
+	}
+	return &c
+}
+
+// Clone returns a deep copy of r.
+func (r *ErrorRecord) Clone() *ErrorRecord {
+	c := *r
+	c.Error = slices.Clone(r.Error)
+	return &c
+}
+
+func (u UI) clone() UI {
+	c := u
+	c.Messages = cloneMessages(u.Messages)
+	if u.Nodes != nil {
+		c.Nodes = make([]Node, len(u.Nodes))
+		for i, n := range u.Nodes {
+			n.Messages = cloneMessages(n.Messages)
+			if n.Messages == nil {
+				n.Messages = []Message{}
+			}
+			if n.Meta.Label != nil {
+				l := n.Meta.Label.clone()
+				n.Meta.Label = &l
+			}
+			c.Nodes[i] = n
+		}
+	}
+	return c
+}
+
+func cloneMessages(ms []Message) []Message {
+	if ms == nil {
+		return nil
+	}
+	c := make([]Message, len(ms))
+	for i, m := range ms {
+		c[i] = m.clone()
+	}
+	return c
+}
+
+func (m Message) clone() Message {
+	m.Context = maps.Clone(m.Context)
+	return m
+}

@@ -1,0 +1,160 @@
+package flow
+
+import (
+	"fmt"
+	"time"
+)
+
+// Message is a text shown to the user, identified by a stable numeric id
+// that UIs translate.
+type Message struct {
+	ID   int    `json:"id"`
+	Text string `json:"text"`
+	// Type is "info", "error" or "success".
+	Type string `json:"type"`
+	// Context holds the values interpolated into Text; omitted when nil.
+	Context map[string]any `json:"context,omitempty"`
+}
+
+// Message types.
+const (
+	MessageInfo  = "info"
+	MessageError = "error"
+)
+
+// Message ids. The texts are those of the constructors below.
+const (
+	IDSignIn               = 1010001
+	IDSignInWithProvider   = 1010002
+	IDConfirmIdentity      = 1010003
+	IDSecondFactor         = 1010004
+	IDSignInWithPassword   = 1010022
+	IDLabelPassword        = 1070001
+	IDLabelTitle           = 1070002
+	IDLabelID              = 1070004
+	IDGeneric              = 4000001
+	IDMissing              = 4000002
+	IDInvalidCredentials   = 4000006
+	IDAddressNotVerified   = 4000010
+	IDTooLong              = 4000017
+	IDAccountMissing       = 4000037
+	IDFlowExpired          = 4010001
+	IDNoMethod             = 4010002
+	IDAlreadyCompleted     = 4010007
+	IDIdentityDisabled     = 4010011
+	IDTooManyAttempts      = 4019001
+	IDIdentifierCharacters = 4019002
+)
+
+func info(id int, text string) Message   { return Message{ID: id, Text: text, Type: MessageInfo} }
+func failed(id int, text string) Message { return Message{ID: id, Text: text, Type: MessageError} }
+
+// SignIn is the label of the refresh flow's submit button (1010001).
+func SignIn() Message { return info(IDSignIn, "Sign in") }
+
+// SignInWithProvider labels a social sign-in button (1010002).
+func SignInWithProvider(provider, providerID string) Message {
+	m := info(IDSignInWithProvider, "Sign in with "+provider)
+	m.Context = map[string]any{"provider": provider, "provider_id": providerID}
+	return m
+}
+
+// ConfirmIdentity asks a signed-in user to re-authenticate (1010003).
+func ConfirmIdentity() Message {
+	return info(IDConfirmIdentity, "Please confirm this action by verifying that it is you.")
+}
+
+// SecondFactor asks for a second factor (1010004).
+func SecondFactor() Message {
+	return info(IDSecondFactor, "Please complete the second authentication challenge.")
+}
+
+// SignInWithPassword labels the password method's submit button (1010022).
+func SignInWithPassword() Message { return info(IDSignInWithPassword, "Sign in with password") }
+
+// LabelPassword labels the password field (1070001).
+func LabelPassword() Message { return info(IDLabelPassword, "Password") }
+
+// LabelID labels the identifier field when no title is configured (1070004).
+func LabelID() Message { return info(IDLabelID, "ID") }
+
+// LabelTitle labels the identifier field with a configured title (1070002).
+func LabelTitle(title, name string) Message {
+	m := info(IDLabelTitle, title)
+	m.Context = map[string]any{"title": title, "name": name}
+	return m
+}
+
+// Generic reports reason as a flow message (4000001).
+func Generic(reason string) Message {
+	m := failed(IDGeneric, reason)
+	m.Context = map[string]any{"reason": reason}
+	return m
+}
+
+// Missing reports a missing required field (4000002).
+func Missing(property string) Message {
+	m := failed(IDMissing, fmt.Sprintf("Property %s is missing.", property))
+	m.Context = map[string]any{"property": property}
+	return m
+}
+
+// InvalidCredentials is the one answer to a wrong password and an unknown
+// identifier alike (4000006).
+func InvalidCredentials() Message {
+	return failed(IDInvalidCredentials, "The provided credentials are invalid, check for spelling mistakes in your password or username, email address, or phone number.")
+}
+
+// AddressNotVerified refuses a login whose address is unverified (4000010).
+func AddressNotVerified() Message {
+	return failed(IDAddressNotVerified, "Account not active yet. Did you forget to verify your email address?")
+}
+
+// TooLong reports a field longer than allowed (4000017); lengths in bytes.
+func TooLong(max, actual int) Message {
+	m := failed(IDTooLong, fmt.Sprintf("length must be <= %d, but got %d", max, actual))
+	m.Context = map[string]any{"max_length": max, "actual_length": actual}
+	return m
+}
+
+// AccountMissing reports a social sign-in subject linked to no identity
+// (4000037).
+func AccountMissing() Message {
+	return failed(IDAccountMissing, "This account does not exist or has no login method configured.")
+}
+
+// Expired tells the user that the flow they submitted had expired (4010001).
+func Expired(expiredAt, now time.Time) Message {
+	m := failed(IDFlowExpired, fmt.Sprintf("The login flow expired %.2f minutes ago, please try again.", now.Sub(expiredAt).Minutes()))
+	m.Context = map[string]any{"expired_at": expiredAt.UTC().Format(time.RFC3339Nano), "expired_at_unix": expiredAt.Unix()}
+	return m
+}
+
+// NoMethod reports a submission no login method is responsible for (4010002).
+func NoMethod() Message {
+	return failed(IDNoMethod, "Could not find a strategy to log you in with. Did you fill out the form correctly?")
+}
+
+// AlreadyCompleted answers a submission of a flow that already logged
+// somebody in (4010007).
+func AlreadyCompleted() Message {
+	return failed(IDAlreadyCompleted, "The request was already completed successfully and can not be retried.")
+}
+
+// IdentityDisabled refuses a disabled identity (4010011).
+func IdentityDisabled() Message {
+	return failed(IDIdentityDisabled, "This account has been disabled. Please contact support for assistance.")
+}
+
+// TooManyAttempts refuses a throttled attempt (4019001).
+func TooManyAttempts(retryAfterSeconds int) Message {
+	m := failed(IDTooManyAttempts, fmt.Sprintf("Too many failed attempts. Please try again in %d seconds.", retryAfterSeconds))
+	m.Context = map[string]any{"retry_after_seconds": retryAfterSeconds}
+	return m
+}
+
+// IdentifierCharacters refuses an identifier with control, format or other
+// invisible characters (4019002).
+func IdentifierCharacters() Message {
+	return failed(IDIdentifierCharacters, "The identifier contains characters that are not allowed.")
+}

@@ -1,0 +1,330 @@
+package session
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// sweepEvery is how many creations pass between two sweeps of expired
+// sessions in a MemoryStore.
+const sweepEvery = 1024
+
+// MemoryStore is an in-memory session store for one process: maps and a
+// mutex. It is safe for concurrent use and returns deep copies. Sessions
+// that expired are removed as new ones are created. Call [NewMemoryStore].
+type MemoryStore struct {
+	now func() time.Time
+
+	mu         sync.Mutex
+	byID       map[string]*Record
+	byToken    map[string]string              // token hash -> session id
+	byIdentity map[string]map[string]struct{} // identity id -> session ids
+	created    int
+}
+
+// NewMemoryStore returns an empty session store; now is its clock for
+// sweeping expired sessions (nil means time.Now).
+func NewMemoryStore(now func() time.Time) *MemoryStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryStore{
+		now:        now,
+		byID:       map[string]*Record{},
+		byToken:    map[string]string{},
+		byIdentity: map[string]map[string]struct{}{},
+	}
+}
+
+// CreateSession stores a copy of rec; ErrConflict if its id or token hash
+// is taken.
+func (s *MemoryStore) CreateSession(_ context.Context, rec *Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byID[rec.Session.ID]; ok {
+		return ErrConflict
+	}
+	if _, ok := s.byToken[rec.TokenHash]; ok {
+		return ErrConflict
+	}
+	s.putLocked(rec.Clone())
+	s.created++
+	if s.created%sweepEvery == 0 {
+		s.sweepLocked(s.now())
+	}
+	return nil
+}
+
+func (s *MemoryStore) putLocked(rec *Record) {
+	rec.Session.Identity = nil
+	s.byID[rec.Session.ID] = rec
+	s.byToken[rec.TokenHash] = rec.Session.ID
+	ids := s.byIdentity[rec.IdentityID]
+	if ids == nil {
+		ids = map[string]struct{}{}
+		s.byIdentity[rec.IdentityID] = ids
+	}
+	ids[rec.Session.ID] = struct{}{}
+}
+
+func (s *MemoryStore) deleteLocked(rec *Record) {
+	delete(s.byID, rec.Session.ID)
+	delete(s.byToken, rec.TokenHash)
+	if ids := s.byIdentity[rec.IdentityID]; ids != nil {
+		delete(ids, rec.Session.ID)
+		if len(ids) == 0 {
+			delete(s.byIdentity, rec.IdentityID)
+		}
+	}
+}
+
+// SessionByToken returns a copy of the session whose token hash is
+// tokenHash, whatever its state, or ErrNotFound.
+func (s *MemoryStore) SessionByToken(_ context.Context, tokenHash string) (*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.byToken[tokenHash]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return s.byID[id].Clone(), nil
+}
+
+// Session returns a copy of the session with id, or ErrNotFound.
+func (s *MemoryStore) Session(_ context.Context, id string) (*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.byID[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return rec.Clone(), nil
+}
+
+// UpdateSession replaces the stored session with the same id (its token
+// hash may change: token rotation); ErrNotFound if there is none,
+// ErrConflict if the new token hash belongs to another session.
+func (s *MemoryStore) UpdateSession(_ context.Context, rec *Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.byID[rec.Session.ID]
+	if !ok {
+		return ErrNotFound
+	}
+	if id, ok := s.byToken[rec.TokenHash]; ok && id != rec.Session.ID {
+		return ErrConflict
+	}
+	s.deleteLocked(cur)
+	s.putLocked(rec.Clone())
+	return nil
+}
+
+// ListSessions returns copies of the identity's stored sessions, revoked
+// ones included, newest first.
+func (s *MemoryStore) ListSessions(_ context.Context, identityID string) ([]*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Record, 0, len(s.byIdentity[identityID]))
+	for id := range s.byIdentity[identityID] {
+		out = append(out, s.byID[id].Clone())
+	}
+	slices.SortFunc(out, func(a, b *Record) int {
+		return cmp.Or(b.Session.IssuedAt.Compare(a.Session.IssuedAt), cmp.Compare(a.Session.ID, b.Session.ID))
+	})
+	return out, nil
+}
+
+// RevokeSession marks the session inactive; revoking a revoked session is
+// not an error. ErrNotFound if there is none.
+func (s *MemoryStore) RevokeSession(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.byID[id]
+	if !ok {
+		return ErrNotFound
+	}
+	rec.Session.Active = false
+	return nil
+}
+
+// RevokeSessions marks every active session of the identity inactive and
+// returns how many it revoked.
+func (s *MemoryStore) RevokeSessions(_ context.Context, identityID string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id := range s.byIdentity[identityID] {
+		if rec := s.byID[id]; rec.Session.Active {
+			rec.Session.Active = false
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Sweep removes sessions that expired before now and returns how many.
+func (s *MemoryStore) Sweep(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sweepLocked(now)
+}
+
+func (s *MemoryStore) sweepLocked(now time.Time) int {
+	n := 0
+	for _, rec := range s.byID {
+		if !now.Before(rec.Session.ExpiresAt) {
+			s.deleteLocked(rec)
+			n++
+		}
+	}
+	return n
+}
+
+// MemoryIdentityStore is an in-memory identity store for one process. It
+// is safe for concurrent use and returns deep copies. Call
+// [NewMemoryIdentityStore].
+type MemoryIdentityStore struct {
+	mu          sync.Mutex
+	identities  map[string]*Identity
+	credentials map[string]map[CredentialType]*Credential // identity id -> type -> credential
+	index       map[credentialKey]string                  // (type, identifier) -> identity id
+}
+
+type credentialKey struct {
+	typ        CredentialType
+	identifier string
+}
+
+// NewMemoryIdentityStore returns an empty identity store.
+func NewMemoryIdentityStore() *MemoryIdentityStore {
+	return &MemoryIdentityStore{
+		identities:  map[string]*Identity{},
+		credentials: map[string]map[CredentialType]*Credential{},
+		index:       map[credentialKey]string{},
+	}
+}
+
+// CreateIdentity stores a copy of id with its credentials (at most one per
+// type; each gets Version 1). ErrConflict if the id, or any (type,
+// identifier) pair, is taken; nothing is stored then.
+func (s *MemoryIdentityStore) CreateIdentity(_ context.Context, id *Identity, creds ...Credential) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.identities[id.ID]; ok {
+		return ErrConflict
+	}
+	byType := map[CredentialType]*Credential{}
+	for i := range creds {
+		c := creds[i].Clone()
+		if _, dup := byType[c.Type]; dup {
+			return ErrConflict
+		}
+		for _, ident := range c.Identifiers {
+			if _, taken := s.index[credentialKey{c.Type, ident}]; taken {
+				return ErrConflict
+			}
+		}
+		c.Version = 1
+		byType[c.Type] = c
+	}
+	s.identities[id.ID] = id.Clone()
+	s.credentials[id.ID] = byType
+	for _, c := range byType {
+		for _, ident := range c.Identifiers {
+			s.index[credentialKey{c.Type, ident}] = id.ID
+		}
+	}
+	return nil
+}
+
+// Identity returns a copy of the identity with id, or ErrNotFound.
+func (s *MemoryIdentityStore) Identity(_ context.Context, id string) (*Identity, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.identities[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return i.Clone(), nil
+}
+
+// FindIdentity returns copies of the identity with a credential of typ
+// listing identifier (compared verbatim) and of that credential, or
+// ErrNotFound.
+func (s *MemoryIdentityStore) FindIdentity(_ context.Context, typ CredentialType, identifier string) (*Identity, *Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.index[credentialKey{typ, identifier}]
+	if !ok {
+		return nil, nil, ErrNotFound
+	}
+	return s.identities[id].Clone(), s.credentials[id][typ].Clone(), nil
+}
+
+// Credentials returns copies of the identity's credentials, ordered by
+// type, or ErrNotFound if the identity does not exist.
+func (s *MemoryIdentityStore) Credentials(_ context.Context, identityID string) ([]Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	creds, ok := s.credentials[identityID]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	out := make([]Credential, 0, len(creds))
+	for _, c := range creds {
+		out = append(out, *c.Clone())
+	}
+	slices.SortFunc(out, func(a, b Credential) int { return cmp.Compare(a.Type, b.Type) })
+	return out, nil
+}
+
+// UpdateIdentity replaces the stored identity with the same id (traits,
+// state, metadata); ErrNotFound if there is none.
+func (s *MemoryIdentityStore) UpdateIdentity(_ context.Context, id *Identity) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.identities[id.ID]; !ok {
+		return ErrNotFound
+	}
+	s.identities[id.ID] = id.Clone()
+	return nil
+}
+
+// UpdateCredential stores c as the identity's credential of c.Type. For an
+// existing credential it is conditional: the stored Version must equal
+// c.Version, else ErrConflict; on success c.Version is incremented. A new
+// type is added with Version 1. ErrNotFound if the identity does not exist;
+// ErrConflict as well if an identifier belongs to another identity.
+func (s *MemoryIdentityStore) UpdateCredential(_ context.Context, identityID string, c *Credential) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	creds, ok := s.credentials[identityID]
+	if !ok {
+		return ErrNotFound
+	}
+	cur := creds[c.Type]
+	if cur != nil && cur.Version != c.Version {
+		return ErrConflict
+	}
+	for _, ident := range c.Identifiers {
+		if owner, taken := s.index[credentialKey{c.Type, ident}]; taken && owner != identityID {
+			return ErrConflict
+		}
+	}
+	if cur != nil {
+		for _, ident := range cur.Identifiers {
+			delete(s.index, credentialKey{c.Type, ident})
+		}
+		c.Version = cur.Version + 1
+	} else {
+		c.Version = 1
+	}
+	creds[c.Type] = c.Clone()
+	for _, ident := range c.Identifiers {
+		s.index[credentialKey{c.Type, ident}] = identityID
+	}
+	return nil
+}
