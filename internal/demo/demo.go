@@ -1,0 +1,233 @@
+// Package demo is the example server behind examples/server: flags, a
+// seeded identity, the handler and plain HTML pages for login, errors and a
+// welcome page. Backends in other modules reuse it with their own stores.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/authflow/authflow/internal/uuid"
+	"github.com/authflow/authflow/login"
+	"github.com/authflow/authflow/login/password"
+	"github.com/authflow/authflow/session"
+)
+
+// Options are the server's settings, filled from its flags.
+type Options struct {
+	Addr              string
+	PublicURL         string
+	Identifier        string
+	Password          string
+	FlowLifespan      time.Duration
+	UIURL             string
+	ErrorURL          string
+	DefaultReturnURL  string
+	AllowedReturnURLs []string
+	SessionCookie     string // "" keeps the handler's default naming
+	Hasher            string
+	BcryptCost        int
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// ParseFlags parses the example server's flags from args (without the
+// program name) into Options, applying the documented defaults.
+func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
+	var o Options
+	var allowed stringList
+	fs.StringVar(&o.Addr, "addr", "127.0.0.1:4433", "listen address")
+	fs.StringVar(&o.PublicURL, "public-url", "", "public URL including any mount prefix (default http://<addr>)")
+	fs.StringVar(&o.Identifier, "identifier", "demo@example.com", "identifier of the seeded identity")
+	fs.StringVar(&o.Password, "password", "correct horse battery staple", "password of the seeded identity")
+	fs.DurationVar(&o.FlowLifespan, "flow-lifespan", time.Hour, "how long a login flow can be submitted")
+	fs.StringVar(&o.UIURL, "ui-url", "", "login UI URL (default <public-url>/login)")
+	fs.StringVar(&o.ErrorURL, "error-url", "", "error UI URL (default <public-url>/error)")
+	fs.StringVar(&o.DefaultReturnURL, "default-return-url", "", "where browsers go after login (default <public-url>/welcome)")
+	fs.Var(&allowed, "allowed-return-url", "allowed return_to URL (repeatable; replaces the default, the public URL's origin + /)")
+	fs.StringVar(&o.SessionCookie, "session-cookie", login.DefaultSessionCookieName, "session cookie name")
+	fs.StringVar(&o.Hasher, "hasher", "argon2id", "password hasher: argon2id or bcrypt")
+	fs.IntVar(&o.BcryptCost, "bcrypt-cost", 12, "bcrypt cost")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	cookieSet := false
+	fs.Visit(func(f *flag.Flag) { cookieSet = cookieSet || f.Name == "session-cookie" })
+	if !cookieSet {
+		o.SessionCookie = "" // the handler's default, with __Host- on https
+	}
+	if o.PublicURL == "" {
+		o.PublicURL = "http://" + o.Addr
+	}
+	o.PublicURL = strings.TrimSuffix(o.PublicURL, "/")
+	pub, err := url.Parse(o.PublicURL)
+	if err != nil || pub.Host == "" {
+		return o, fmt.Errorf("-public-url %q is not an absolute URL", o.PublicURL)
+	}
+	if o.UIURL == "" {
+		o.UIURL = o.PublicURL + "/login"
+	}
+	if o.ErrorURL == "" {
+		o.ErrorURL = o.PublicURL + "/error"
+	}
+	if o.DefaultReturnURL == "" {
+		o.DefaultReturnURL = o.PublicURL + "/welcome"
+	}
+	o.AllowedReturnURLs = allowed
+	if len(allowed) == 0 {
+		o.AllowedReturnURLs = []string{pub.Scheme + "://" + pub.Host + "/"}
+	}
+	switch o.Hasher {
+	case "argon2id", "bcrypt":
+	default:
+		return o, fmt.Errorf("-hasher must be argon2id or bcrypt, got %q", o.Hasher)
+	}
+	return o, nil
+}
+
+// Stores are the backends the server uses; nil fields mean in-memory.
+type Stores struct {
+	Flows      login.FlowStore
+	Identities login.IdentityStore
+	Sessions   login.SessionStore
+}
+
+// Server is a configured example server.
+type Server struct {
+	opts    Options
+	handler *login.Handler
+	http.Handler
+}
+
+// New builds the server: the login handler on stores, the seeded identity,
+// and the pages.
+func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*Server, error) {
+	if stores.Identities == nil {
+		stores.Identities = session.NewMemoryIdentityStore()
+	}
+	var hasher password.Hasher = password.Argon2id{}
+	if o.Hasher == "bcrypt" {
+		hasher = password.Bcrypt{Cost: o.BcryptCost}
+	}
+	if err := Seed(ctx, stores.Identities, hasher, o.Identifier, o.Password); err != nil {
+		return nil, err
+	}
+	h, err := login.New(login.Config{
+		PublicURL:         o.PublicURL,
+		LoginUIURL:        o.UIURL,
+		ErrorUIURL:        o.ErrorURL,
+		DefaultReturnURL:  o.DefaultReturnURL,
+		AllowedReturnURLs: o.AllowedReturnURLs,
+		FlowStore:         stores.Flows,
+		IdentityStore:     stores.Identities,
+		SessionStore:      stores.Sessions,
+		FlowLifespan:      o.FlowLifespan,
+		SessionCookieName: o.SessionCookie,
+		Hasher:            hasher,
+		IdentifierLabel:   "E-Mail",
+		Logger:            logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := url.Parse(o.PublicURL)
+	prefix := strings.TrimSuffix(pub.Path, "/")
+	s := &Server{opts: o, handler: h}
+	mux := http.NewServeMux()
+	mux.Handle(prefix+"/self-service/", http.StripPrefix(prefix, h))
+	mux.Handle(prefix+"/sessions/", http.StripPrefix(prefix, h))
+	mux.Handle("GET "+prefix+"/login", http.HandlerFunc(s.loginPage))
+	mux.Handle("GET "+prefix+"/error", http.HandlerFunc(s.errorPage))
+	mux.Handle("GET "+prefix+"/welcome", h.Middleware(http.HandlerFunc(s.welcomePage)))
+	mux.Handle("GET "+prefix+"/{$}", http.RedirectHandler(o.PublicURL+"/welcome", http.StatusSeeOther))
+	s.Handler = logRequests(logger, mux)
+	return s, nil
+}
+
+// Seed creates the demo identity, with traits {"email": identifier} and a
+// password, unless an identity with that identifier exists already.
+func Seed(ctx context.Context, ids login.IdentityStore, hasher password.Hasher, identifier, secret string) error {
+	normalized, err := login.NormalizeIdentifier(identifier)
+	if err != nil {
+		return fmt.Errorf("seed identifier: %w", err)
+	}
+	if _, _, err := ids.FindIdentity(ctx, session.CredentialPassword, normalized); err == nil {
+		return nil
+	} else if !errors.Is(err, session.ErrNotFound) {
+		return fmt.Errorf("seed: %w", err)
+	}
+	cred, err := login.NewPasswordCredential(ctx, hasher, identifier, secret)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	traits, _ := json.Marshal(map[string]string{"email": identifier})
+	now := time.Now().UTC()
+	id := &session.Identity{
+		ID:             uuid.New(),
+		SchemaID:       "default",
+		State:          session.StateActive,
+		StateChangedAt: &now,
+		Traits:         traits,
+		CreatedAt:      now,
+		UpdatedAt:      now,
+	}
+	if err := ids.CreateIdentity(ctx, id, cred); err != nil && !errors.Is(err, session.ErrConflict) {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return nil
+}
+
+// Run listens on o.Addr, prints "listening on <public-url>" to out when
+// ready, and serves until ctx ends.
+func (s *Server) Run(ctx context.Context, out io.Writer) error {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(out, "listening on %s\n", s.opts.PublicURL)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	}
+}
+
+// logRequests logs one line per request: method, path (never the query,
+// which may hold tokens), status and duration.
+func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}

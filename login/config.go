@@ -1,0 +1,252 @@
+package login
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-playground/form/v4"
+
+	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/returnto"
+	"github.com/authflow/authflow/login/password"
+	"github.com/authflow/authflow/session"
+)
+
+// Defaults of the optional Config fields.
+const (
+	DefaultFlowLifespan      = time.Hour
+	DefaultSessionLifespan   = 24 * time.Hour
+	DefaultSessionCookieName = "authflow_session"
+	DefaultCSRFCookieName    = "authflow_csrf"
+)
+
+// Config configures a Handler. PublicURL, LoginUIURL, ErrorUIURL and
+// DefaultReturnURL are required; every other field has the documented
+// default when left zero. New copies the Config: changing it afterwards has
+// no effect.
+type Config struct {
+	// PublicURL is the absolute URL at which the handler is reachable,
+	// including any mount prefix (for http.StripPrefix), e.g.
+	// "https://example.com/auth". Flows' ui.action and request_url are
+	// built from it, never from request headers. Required.
+	PublicURL string
+	// LoginUIURL is the page that renders a flow; browsers are sent to
+	// LoginUIURL?flow=<id>. May be relative (e.g. "/login"). Required.
+	LoginUIURL string
+	// ErrorUIURL is the page that shows a forwarded error; browsers are sent
+	// to ErrorUIURL?id=<id>. May be relative. Required.
+	ErrorUIURL string
+	// DefaultReturnURL is where browsers go after login and logout when no
+	// return_to applies. Absolute. Required.
+	DefaultReturnURL string
+
+	// FlowStore keeps flows and forwarded errors; nil means a new
+	// flow.MemoryStore.
+	FlowStore FlowStore
+	// IdentityStore finds identities; nil means a new
+	// session.MemoryIdentityStore (empty: add identities to it, see
+	// NewPasswordCredential).
+	IdentityStore IdentityStore
+	// SessionStore keeps sessions; nil means a new session.MemoryStore.
+	SessionStore SessionStore
+
+	// Methods are login methods in addition to the built-in password
+	// method, in the order their nodes appear within a group.
+	Methods []Method
+	// DisablePassword turns the built-in password method off; its
+	// submissions are then answered 404.
+	DisablePassword bool
+	// Hasher makes and verifies password hashes; nil means
+	// password.Argon2id{} (RFC 9106's second recommended parameters).
+	Hasher password.Hasher
+	// IdentifierLabel, when set, labels the identifier field (message
+	// 1070002); the default label is 1070004 "ID".
+	IdentifierLabel string
+
+	// AllowedReturnURLs lists where return_to may lead: absolute http(s)
+	// URLs, with an optional leading "*." wildcard label; the path admits
+	// itself and everything below it. Nil means the origin of
+	// DefaultReturnURL ("https://app.example.com/"). PublicURL +
+	// "/self-service" is always allowed.
+	AllowedReturnURLs []string
+
+	// FlowLifespan is how long a flow can be submitted; 0 means one hour.
+	FlowLifespan time.Duration
+	// SessionLifespan is how long a session lasts after its latest
+	// authentication; 0 means 24 hours.
+	SessionLifespan time.Duration
+
+	// SessionCookieName names the session cookie; "" means
+	// "authflow_session", with the "__Host-" prefix when PublicURL is https
+	// and CookieDomain is empty. A configured name is used verbatim.
+	SessionCookieName string
+	// CSRFCookieName names the CSRF cookie; "" means "authflow_csrf", with
+	// the same prefix rule.
+	CSRFCookieName string
+	// CookieDomain sets the cookies' Domain attribute; "" means none
+	// (host-only cookies).
+	CookieDomain string
+
+	// TrustedProxies are the networks whose X-Forwarded-For header is
+	// believed when recording a session's client address; nil means none:
+	// the connection's remote address is used.
+	TrustedProxies []netip.Prefix
+
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives the handler's error log (never secrets); nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// New validates cfg and returns a Handler. It returns an error naming the
+// field when a required field is missing or a URL is malformed.
+func New(cfg Config) (*Handler, error) {
+	var errs []error
+	public, err := parseAbsolute("PublicURL", cfg.PublicURL)
+	errs = append(errs, err)
+	if err == nil && (public.RawQuery != "" || public.Fragment != "") {
+		errs = append(errs, errors.New("login: PublicURL must not have a query or fragment"))
+	}
+	_, err = parseReference("LoginUIURL", cfg.LoginUIURL)
+	errs = append(errs, err)
+	_, err = parseReference("ErrorUIURL", cfg.ErrorUIURL)
+	errs = append(errs, err)
+	defaultReturn, err := parseAbsolute("DefaultReturnURL", cfg.DefaultReturnURL)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.FlowLifespan < 0 || cfg.SessionLifespan < 0 {
+		return nil, errors.New("login: lifespans must not be negative")
+	}
+
+	h := &Handler{cfg: cfg}
+	h.public = strings.TrimSuffix(public.String(), "/")
+	h.secure = public.Scheme == "https"
+	h.defaultReturn = defaultReturn
+
+	allowed := cfg.AllowedReturnURLs
+	if allowed == nil {
+		allowed = []string{(&url.URL{Scheme: defaultReturn.Scheme, Host: defaultReturn.Host, Path: "/"}).String()}
+	}
+	allowed = append(append([]string(nil), allowed...), h.public+"/self-service")
+	if h.returnTo, err = returnto.New(allowed); err != nil {
+		return nil, fmt.Errorf("login: AllowedReturnURLs: %w", err)
+	}
+
+	if h.cfg.FlowLifespan == 0 {
+		h.cfg.FlowLifespan = DefaultFlowLifespan
+	}
+	if h.cfg.SessionLifespan == 0 {
+		h.cfg.SessionLifespan = DefaultSessionLifespan
+	}
+	if h.cfg.Now == nil {
+		h.cfg.Now = time.Now
+	}
+	if h.cfg.Logger == nil {
+		h.cfg.Logger = slog.Default()
+	}
+	if h.cfg.FlowStore == nil {
+		h.cfg.FlowStore = flow.NewMemoryStore(h.now)
+	}
+	if h.cfg.IdentityStore == nil {
+		h.cfg.IdentityStore = session.NewMemoryIdentityStore()
+	}
+	if h.cfg.SessionStore == nil {
+		h.cfg.SessionStore = session.NewMemoryStore(h.now)
+	}
+	if h.cfg.Hasher == nil {
+		h.cfg.Hasher = password.Argon2id{}
+	}
+	h.sessionCookieName = cookieName(cfg.SessionCookieName, DefaultSessionCookieName, h.secure, cfg.CookieDomain)
+	h.csrfCookieName = cookieName(cfg.CSRFCookieName, DefaultCSRFCookieName, h.secure, cfg.CookieDomain)
+
+	label := flow.LabelID()
+	if cfg.IdentifierLabel != "" {
+		label = flow.LabelTitle(cfg.IdentifierLabel, "identifier")
+	}
+	h.methods = map[string]Method{}
+	if !cfg.DisablePassword {
+		h.password = &passwordMethod{hasher: h.cfg.Hasher, label: label, logger: h.cfg.Logger}
+		h.order = append(h.order, h.password)
+	}
+	for _, m := range cfg.Methods {
+		if m == nil || m.ID() == "" {
+			return nil, errors.New("login: Methods contains a nil method or one without ID")
+		}
+		if _, dup := h.methods[m.ID()]; dup || (m.ID() == "password" && !cfg.DisablePassword) {
+			return nil, fmt.Errorf("login: two methods have the ID %q", m.ID())
+		}
+		h.order = append(h.order, m)
+		h.methods[m.ID()] = m
+	}
+	if h.password != nil {
+		h.methods["password"] = h.password
+	}
+	h.cfg.Methods = nil // h.order holds them
+	h.decoder = form.NewDecoder()
+	h.routes()
+	return h, nil
+}
+
+func parseAbsolute(field, raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("login: %s is required", field)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("login: %s: %w", field, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("login: %s must be an absolute http or https URL, got %q", field, raw)
+	}
+	return u, nil
+}
+
+func parseReference(field, raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("login: %s is required", field)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("login: %s: %w", field, err)
+	}
+	if u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("login: %s must be an http(s) URL or an absolute path, got %q", field, raw)
+	}
+	return u, nil
+}
+
+// cookieName applies CONTRACT Part 1 rule 13: a configured name verbatim;
+// the default name with the "__Host-" prefix on https without a domain.
+func cookieName(configured, def string, secure bool, domain string) string {
+	if configured != "" {
+		return configured
+	}
+	if secure && domain == "" {
+		return "__Host-" + def
+	}
+	return def
+}
+
+// withQuery returns base with key=value added to its query (an existing
+// query is kept).
+func withQuery(base, key, value string) string {
+	u, err := url.Parse(base)
+	if err != nil { // validated in New
+		return base
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+var _ http.Handler = (*Handler)(nil)

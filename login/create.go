@@ -1,0 +1,298 @@
+package login
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	autherrors "github.com/authflow/authflow/errors"
+	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/uuid"
+	"github.com/authflow/authflow/session"
+)
+
+// flowOptions say how to make a flow.
+type flowOptions struct {
+	requestURL string
+	returnTo   string
+	refresh    bool
+	aal        string
+	session    *current // for refresh and step-up flows
+	messages   []flow.Message
+	csrfToken  []byte // browser flows
+}
+
+// createBrowserFlow serves GET /self-service/login/browser.
+func (h *Handler) createBrowserFlow(x *exchange) (*response, error) {
+	x.json = acceptsJSON(x.r)
+	opts, err := h.initOptions(x)
+	if err != nil {
+		return nil, err
+	}
+	opts.csrfToken = h.ensureCSRFToken(x)
+	rec, err := h.newFlow(x.r.Context(), flow.TypeBrowser, opts)
+	if err != nil {
+		return nil, err
+	}
+	if x.json {
+		return &response{status: http.StatusOK, body: &rec.Flow}, nil
+	}
+	return &response{location: withQuery(h.cfg.LoginUIURL, "flow", rec.Flow.ID)}, nil
+}
+
+// createAPIFlow serves GET /self-service/login/api.
+func (h *Handler) createAPIFlow(x *exchange) (*response, error) {
+	x.json = true
+	opts, err := h.initOptions(x)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := h.newFlow(x.r.Context(), flow.TypeAPI, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &response{status: http.StatusOK, body: &rec.Flow}, nil
+}
+
+// initOptions applies the decision order of flow creation: return_to,
+// aal, then the session (already signed in, or refresh / step-up).
+func (h *Handler) initOptions(x *exchange) (flowOptions, error) {
+	q := x.r.URL.Query()
+	opts := flowOptions{requestURL: h.requestURL(x.r), returnTo: q.Get("return_to")}
+	var target *url.URL
+	if opts.returnTo != "" {
+		u, err := h.resolveReturnTo(opts.returnTo)
+		if err != nil {
+			return opts, autherrors.ReturnToForbidden(opts.returnTo)
+		}
+		target = u
+	}
+	aal, err := parseAAL(q.Get("aal"))
+	if err != nil {
+		return opts, err
+	}
+	opts.aal = aal
+	opts.refresh, _ = strconv.ParseBool(q.Get("refresh"))
+
+	cur, err := h.currentSession(x.r.Context(), x.r)
+	if err != nil {
+		return opts, err
+	}
+	switch {
+	case cur == nil && aal == flow.AAL2:
+		return opts, autherrors.SessionAAL1Required()
+	case cur == nil:
+		opts.refresh = false
+	case !opts.refresh && aal <= cur.aal():
+		if target == nil {
+			target = h.defaultReturn
+		}
+		return opts, &alreadySignedIn{redirect: target.String()}
+	default:
+		opts.session = cur
+	}
+	return opts, nil
+}
+
+func parseAAL(raw string) (string, error) {
+	switch v := strings.ToLower(raw); v {
+	case "":
+		return flow.AAL1, nil
+	case flow.AAL1, flow.AAL2:
+		return v, nil
+	default:
+		return "", autherrors.BadRequest("Unable to parse AuthenticationMethod Assurance Level (AAL): expected one of [aal1, aal2] but got " + v)
+	}
+}
+
+// requestURL is the public URL of r: the configured public URL (with its
+// mount prefix) plus the request's path and query. Request headers such as
+// Host and X-Forwarded-* are never used.
+func (h *Handler) requestURL(r *http.Request) string {
+	u := h.public + r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	return u
+}
+
+// newFlow makes, renders and stores a flow.
+func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*flow.Record, error) {
+	now := h.now()
+	id := uuid.New()
+	f := flow.Flow{
+		ID:         id,
+		Type:       typ,
+		ExpiresAt:  now.Add(h.cfg.FlowLifespan),
+		IssuedAt:   now,
+		RequestURL: o.requestURL,
+		ReturnTo:   o.returnTo,
+		UI: flow.UI{
+			Action: h.public + "/self-service/login?flow=" + id,
+			Method: http.MethodPost,
+		},
+		CreatedAt:    now,
+		UpdatedAt:    now,
+		Refresh:      o.refresh,
+		RequestedAAL: o.aal,
+		State:        flow.StateChooseMethod,
+	}
+	if o.refresh {
+		f.UI.Messages = append(f.UI.Messages, flow.ConfirmIdentity())
+	}
+	if o.aal == flow.AAL2 {
+		f.UI.Messages = append(f.UI.Messages, flow.SecondFactor())
+	}
+	f.UI.Messages = append(f.UI.Messages, o.messages...)
+
+	rec := &flow.Record{}
+	csrf := ""
+	if typ == flow.TypeBrowser {
+		csrf = maskCSRFToken(o.csrfToken)
+		rec.CSRFTokenHash = csrfTokenHash(o.csrfToken)
+	}
+	f.UI.Nodes = append(f.UI.Nodes, flow.NewInput(flow.GroupDefault, "csrf_token", "hidden", csrf, true))
+
+	req := &FlowRequest{Flow: &f}
+	if o.session != nil {
+		req.Identity = o.session.identity
+		creds, err := h.cfg.IdentityStore.Credentials(ctx, o.session.identity.ID)
+		if err != nil && !errors.Is(err, session.ErrNotFound) {
+			return nil, fmt.Errorf("load credentials: %w", err)
+		}
+		req.Credentials = creds
+	}
+	for _, m := range h.order {
+		nodes, err := m.Nodes(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("%s nodes: %w", m.ID(), err)
+		}
+		f.UI.Nodes = append(f.UI.Nodes, nodes...)
+	}
+	sortNodes(f.UI.Nodes)
+	rec.Flow = f
+	if err := h.cfg.FlowStore.CreateFlow(ctx, rec); err != nil {
+		return nil, fmt.Errorf("store flow: %w", err)
+	}
+	return rec, nil
+}
+
+var groupOrder = map[string]int{
+	"oidc": 0, "default": 1, "webauthn": 2, "passkey": 3, "code": 4, "password": 5, "totp": 6, "lookup_secret": 7,
+}
+
+var nameOrder = map[string]int{"csrf_token": 0, "identifier": 1, "password": 2}
+
+// sortNodes orders nodes as Kratos does: by group (oidc, default, webauthn,
+// passkey, code, password, totp, lookup_secret, then others), within a
+// group csrf_token, identifier, password first, and the method node last.
+func sortNodes(nodes []flow.Node) {
+	rank := func(m map[string]int, k string) int {
+		if r, ok := m[k]; ok {
+			return r
+		}
+		return len(m)
+	}
+	slices.SortStableFunc(nodes, func(a, b flow.Node) int {
+		am, bm := a.Attributes.Name == "method", b.Attributes.Name == "method"
+		if am != bm {
+			if am {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(
+			cmp.Compare(rank(groupOrder, a.Group), rank(groupOrder, b.Group)),
+			cmp.Compare(rank(nameOrder, a.Attributes.Name), rank(nameOrder, b.Attributes.Name)),
+		)
+	})
+}
+
+// fetchFlow serves GET /self-service/login/flows?id=.
+func (h *Handler) fetchFlow(x *exchange) (*response, error) {
+	x.json = true
+	if h.csrfCookieToken(x.r) == nil {
+		x.cookies = append(x.cookies, h.csrfCookie(newCSRFToken()))
+	}
+	f, err := h.Flow(x.r, x.r.URL.Query().Get("id"))
+	if err != nil {
+		return nil, err
+	}
+	return &response{status: http.StatusOK, body: f}, nil
+}
+
+// Flow returns the flow with id as GET /self-service/login/flows would, for
+// hosts that render their login page on the server: a browser flow only to
+// the browser that created it (r must carry its CSRF cookie). Errors are
+// *autherrors.Error values (404 unknown, 403 CSRF, 410 expired) or, when a
+// store fails, other errors.
+func (h *Handler) Flow(r *http.Request, id string) (*flow.Flow, error) {
+	id, ok := uuid.Parse(id)
+	if !ok {
+		return nil, autherrors.NotFound()
+	}
+	rec, err := h.cfg.FlowStore.Flow(r.Context(), id)
+	if errors.Is(err, flow.ErrNotFound) {
+		return nil, autherrors.NotFound()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load flow: %w", err)
+	}
+	if rec.Flow.Type == flow.TypeBrowser {
+		if err := h.checkFlowCSRF(r, rec.CSRFTokenHash); err != nil {
+			return nil, err
+		}
+	}
+	if rec.Flow.Expired(h.now()) {
+		if rec.Flow.Type == flow.TypeAPI {
+			return nil, autherrors.FlowExpiredOnFetch(false, map[string]any{"api": h.public + "/self-service/login/api"})
+		}
+		redirect := h.public + "/self-service/login/browser"
+		if rec.Flow.ReturnTo != "" {
+			redirect += "?" + url.Values{"return_to": {rec.Flow.ReturnTo}}.Encode()
+		}
+		return nil, autherrors.FlowExpiredOnFetch(true, map[string]any{"redirect_to": redirect, "return_to": rec.Flow.ReturnTo})
+	}
+	return &rec.Flow, nil
+}
+
+// fetchError serves GET /self-service/errors?id=.
+func (h *Handler) fetchError(x *exchange) (*response, error) {
+	x.json = true
+	if h.csrfCookieToken(x.r) == nil {
+		x.cookies = append(x.cookies, h.csrfCookie(newCSRFToken()))
+	}
+	rec, err := h.ForwardedError(x.r.Context(), x.r.URL.Query().Get("id"))
+	if err != nil {
+		return nil, err
+	}
+	return &response{status: http.StatusOK, body: rec}, nil
+}
+
+// ForwardedError returns an error forwarded to the error UI, as GET
+// /self-service/errors would, for hosts that render their error page on the
+// server. An unknown id is a 404 *autherrors.Error.
+func (h *Handler) ForwardedError(ctx context.Context, id string) (*flow.ErrorRecord, error) {
+	id, ok := uuid.Parse(id)
+	if !ok {
+		return nil, autherrors.NotFound()
+	}
+	rec, err := h.cfg.FlowStore.Error(ctx, id)
+	if errors.Is(err, flow.ErrNotFound) {
+		return nil, autherrors.NotFound()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load error: %w", err)
+	}
+	if !json.Valid(rec.Error) {
+		return nil, fmt.Errorf("stored error %s is not JSON", rec.ID)
+	}
+	return rec, nil
+}

@@ -1,0 +1,161 @@
+package login
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-playground/form/v4"
+
+	"github.com/authflow/authflow/internal/returnto"
+)
+
+// Handler serves the self-service login flow. It is safe for concurrent
+// use; create it with New. Mount it at the root of the public URL's path,
+// or under a prefix with http.StripPrefix:
+//
+//	mux.Handle("/auth/", http.StripPrefix("/auth", h))
+//
+// Routes (paths relative to the mount point):
+//
+//	GET    /self-service/login/browser      create a browser flow: 303 to the login UI, or 200 flow for JSON
+//	GET    /self-service/login/api          create an API flow: 200 flow
+//	GET    /self-service/login/flows?id=    fetch a flow: 200, 403 (CSRF), 404, 410
+//	POST   /self-service/login?flow=        submit: 200, 303, 400 (flow), 410, 422, errors
+//	GET    /self-service/errors?id=         fetch an error forwarded to the error UI
+//	*      /sessions/whoami                 the current session: 200 or 401
+//	GET    /self-service/logout/browser     a logout URL for the browser's session
+//	GET    /self-service/logout?token=      log the browser out: 303 or 204
+//	DELETE /self-service/logout/api         revoke a session token: 204 or 403
+//	GET    /self-service/methods/{method}/callback/...  a CallbackMethod's callback (also POST)
+//
+// Outcomes follow CONTRACT.md; every response carries
+// "Cache-Control: private, no-cache, no-store, must-revalidate" and
+// "X-Content-Type-Options: nosniff". Middleware and RequireSession let host
+// routes use the session.
+type Handler struct {
+	cfg               Config
+	public            string // PublicURL without a trailing slash
+	secure            bool   // PublicURL is https
+	defaultReturn     *url.URL
+	returnTo          *returnto.Matcher
+	sessionCookieName string
+	csrfCookieName    string
+	password          *passwordMethod   // nil when disabled
+	order             []Method          // node order
+	methods           map[string]Method // by ID
+	decoder           *form.Decoder
+	mux               *http.ServeMux
+}
+
+func (h *Handler) routes() {
+	mux := http.NewServeMux()
+	mux.Handle("GET /self-service/login/browser", h.endpoint(h.createBrowserFlow))
+	mux.Handle("GET /self-service/login/api", h.endpoint(h.createAPIFlow))
+	mux.Handle("GET /self-service/login/flows", h.endpoint(h.fetchFlow))
+	mux.Handle("POST /self-service/login", h.endpoint(h.submit))
+	mux.Handle("GET /self-service/login", h.endpoint(h.submit)) // answered with a decode error, as Kratos does
+	mux.Handle("GET /self-service/errors", h.endpoint(h.fetchError))
+	mux.Handle("/sessions/whoami", h.endpoint(h.whoami))
+	mux.Handle("GET /self-service/logout/browser", h.endpoint(h.logoutURL))
+	mux.Handle("GET /self-service/logout", h.endpoint(h.logout))
+	mux.Handle("DELETE /self-service/logout/api", h.endpoint(h.logoutAPI))
+	mux.Handle("GET /self-service/methods/{method}/callback/{path...}", h.endpoint(h.callback))
+	mux.Handle("POST /self-service/methods/{method}/callback/{path...}", h.endpoint(h.callback))
+	h.mux = mux
+}
+
+// ServeHTTP dispatches to the routes listed on Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r)
+}
+
+// exchange is one request being answered: the request, how to answer
+// (JSON or redirects, decided by the endpoint as soon as it knows), and
+// cookies to set whatever the outcome.
+type exchange struct {
+	r       *http.Request
+	json    bool
+	cookies []*http.Cookie
+}
+
+// response is a successful outcome: a JSON body with a status, a 303 to
+// location, or a bare status.
+type response struct {
+	status   int
+	body     any
+	location string
+	header   map[string]string
+}
+
+// endpoint adapts an endpoint function, which computes a response or an
+// error, to an http.Handler that writes it through write or fail.
+func (h *Handler) endpoint(fn func(*exchange) (*response, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		x := &exchange{r: r}
+		resp, err := fn(x)
+		if err != nil {
+			h.fail(w, x, err)
+			return
+		}
+		h.write(w, x, resp)
+	})
+}
+
+func (h *Handler) now() time.Time { return h.cfg.Now().UTC() }
+
+func (h *Handler) logger() *slog.Logger { return h.cfg.Logger }
+
+// clientIP is the client's address for a session's device record: the
+// connection's remote address (host part), or, when the connection comes
+// from a trusted proxy, the nearest untrusted X-Forwarded-For entry.
+func (h *Handler) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if len(h.cfg.TrustedProxies) == 0 {
+		return host
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil || !h.trusted(addr) {
+		return host
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for hop := range strings.SplitSeq(v, ",") {
+			hops = append(hops, strings.TrimSpace(hop))
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			return host // a malformed chain is not believed
+		}
+		if !h.trusted(a) {
+			return a.String()
+		}
+	}
+	return host
+}
+
+func (h *Handler) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range h.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveReturnTo checks raw against the allow-list and returns the URL to
+// send the browser to; relative values resolve against the default return
+// URL.
+func (h *Handler) resolveReturnTo(raw string) (*url.URL, error) {
+	return h.returnTo.Resolve(raw, h.defaultReturn)
+}

@@ -1,0 +1,155 @@
+package login
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/go-playground/form/v4"
+
+	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/session"
+)
+
+// Method is a way to log in, such as the built-in password method. The
+// handler picks the method whose ID equals the submitted "method" field and
+// drives it through the submit pipeline: Validate (field checks), then,
+// after the handler's CSRF check, Authenticate. A method computes values and
+// errors; it never writes the response.
+//
+// A method that completes in the browser elsewhere (social sign-in) returns
+// a Result with RedirectBrowserTo, and may also implement [CallbackMethod]
+// to receive the browser back.
+type Method interface {
+	// ID is the value of the "method" field that selects the method; it
+	// also names its node group and its entry in flow.Record.MethodState.
+	ID() string
+	// Nodes returns the method's form nodes for a new flow. req.Identity is
+	// set for refresh flows (nil otherwise); a method that cannot serve the
+	// requested AAL returns no nodes.
+	Nodes(ctx context.Context, req *FlowRequest) ([]flow.Node, error)
+	// Validate checks the submitted fields and returns a *FlowError with
+	// the messages on their nodes (missing, too long, invalid), all
+	// together, or nil.
+	Validate(ctx context.Context, s *Submission) error
+	// Authenticate verifies the submission and returns who logged in, or
+	// where the browser must go. Wrong credentials are a *FlowError with
+	// flow.InvalidCredentials; any other error is an internal failure.
+	Authenticate(ctx context.Context, s *Submission) (*Result, error)
+}
+
+// CallbackMethod is a Method with a callback route: the handler serves
+// GET and POST /self-service/methods/{id}/callback/{path...} by calling
+// Callback, and completes the flow it returns exactly as a submission.
+type CallbackMethod interface {
+	Method
+	// Callback identifies the flow the request belongs to (for example from
+	// an OAuth state parameter), loads it from c.Flows, and returns it with
+	// the Result. Errors are answered as on submit; a *FlowError is put on
+	// the returned flow (which must then be non-nil).
+	Callback(ctx context.Context, c *Callback) (*flow.Record, *Result, error)
+}
+
+// FlowRequest is what a method sees when a flow is created.
+type FlowRequest struct {
+	// Flow is the new flow (ID, type, refresh, requested AAL are set).
+	Flow *flow.Flow
+	// Identity is the signed-in identity of a refresh or step-up flow, nil
+	// otherwise; Credentials are its credentials.
+	Identity    *session.Identity
+	Credentials []session.Credential
+}
+
+// Submission is one submission of a flow, as a method sees it.
+type Submission struct {
+	// Request is the HTTP request; its body has already been read (use
+	// Field or Decode).
+	Request *http.Request
+	// Flow is a copy of the flow being submitted, with its method state.
+	Flow *flow.Record
+	// Session is the caller's current session (refresh flows), or nil.
+	Session *session.Session
+	// Identities is the handler's identity store.
+	Identities IdentityStore
+
+	fields  url.Values
+	decoder *form.Decoder
+}
+
+// Field returns the first value of the submitted field name, or "".
+func (s *Submission) Field(name string) string { return s.fields.Get(name) }
+
+// Decode decodes the submitted fields into dst, a pointer to a struct whose
+// fields are tagged `form:"name"` (github.com/go-playground/form).
+func (s *Submission) Decode(dst any) error { return s.decoder.Decode(dst, s.fields) }
+
+// Result is a successful authentication, or a redirect to finish one.
+type Result struct {
+	// Identity is who logged in. Nil when RedirectBrowserTo is set.
+	Identity *session.Identity
+	// Method is recorded in the session's authentication_methods; its
+	// CompletedAt is set by the handler.
+	Method session.AuthenticationMethod
+	// RedirectBrowserTo, when set, means the login continues in the browser
+	// at that URL: API flows and JSON requests get 422
+	// browser_location_change_required, forms a 303.
+	RedirectBrowserTo string
+	// MethodState, when non-nil, replaces the method's entry in the flow's
+	// MethodState (stored before answering).
+	MethodState json.RawMessage
+	// AfterLogin, when set, runs after the session is issued, best-effort:
+	// its error is logged and never fails the login (the password method
+	// re-hashes here).
+	AfterLogin func(ctx context.Context) error
+}
+
+// FlowError is an error reported on the flow itself (the contract's
+// FLOW-400): the flow is stored with these messages and answered as a 400
+// flow to API flows and JSON requests, and as a 303 to the login UI
+// otherwise.
+type FlowError struct {
+	// Messages are flow-wide messages.
+	Messages []flow.Message
+	// Fields are messages on the nodes named by the keys.
+	Fields map[string][]flow.Message
+	// Values sets node values (for example the submitted identifier).
+	Values map[string]string
+	// Err is an internal cause, logged and never sent.
+	Err error
+}
+
+// Error implements error.
+func (e *FlowError) Error() string {
+	var texts []string
+	for _, m := range e.Messages {
+		texts = append(texts, m.Text)
+	}
+	for name, ms := range e.Fields {
+		for _, m := range ms {
+			texts = append(texts, name+": "+m.Text)
+		}
+	}
+	if e.Err != nil {
+		texts = append(texts, e.Err.Error())
+	}
+	return "login: " + strings.Join(texts, "; ")
+}
+
+// Unwrap returns the internal cause.
+func (e *FlowError) Unwrap() error { return e.Err }
+
+func flowMessages(reason string) []flow.Message { return []flow.Message{flow.Generic(reason)} }
+
+// Callback is a request to a method's callback route.
+type Callback struct {
+	// Request is the HTTP request.
+	Request *http.Request
+	// Path is the part of the URL path after /callback/.
+	Path string
+	// Flows is the handler's flow store.
+	Flows FlowStore
+	// Identities is the handler's identity store.
+	Identities IdentityStore
+}

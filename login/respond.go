@@ -1,0 +1,200 @@
+package login
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	autherrors "github.com/authflow/authflow/errors"
+	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/uuid"
+)
+
+// Outcomes that are not plain errors. Endpoints return them as errors;
+// fail turns each into the contract's response.
+
+// flowFailure is a FLOW-400: the flow, already stored with its messages.
+type flowFailure struct {
+	rec *flow.Record
+	err error // the cause, for the log
+}
+
+func (e *flowFailure) Error() string {
+	return "login: flow " + e.rec.Flow.ID + " failed: " + e.err.Error()
+}
+func (e *flowFailure) Unwrap() error { return e.err }
+
+// expiredFlow is a submission of an expired flow, answered with its stored
+// replacement.
+type expiredFlow struct {
+	old, replacement *flow.Record
+	now              time.Time
+}
+
+func (e *expiredFlow) Error() string { return "login: flow " + e.old.Flow.ID + " expired" }
+
+// alreadySignedIn answers a signed-in client that asks to log in again:
+// session_already_available, or a 303 to redirect for browser forms.
+type alreadySignedIn struct{ redirect string }
+
+func (e *alreadySignedIn) Error() string { return "login: already signed in" }
+
+// locationChange sends the browser elsewhere to continue (social sign-in):
+// 422 browser_location_change_required, or a 303 for browser forms.
+type locationChange struct{ url string }
+
+func (e *locationChange) Error() string { return "login: browser must continue at " + e.url }
+
+// noCache are the headers of every answer (CONTRACT Part 1 rule 17).
+func noCache(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "private, no-cache, no-store, must-revalidate")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Add("Vary", "Cookie")
+}
+
+// write is the happy path's only writer: cookies, headers, then a 303, a
+// JSON body or a bare status.
+func (h *Handler) write(w http.ResponseWriter, x *exchange, resp *response) {
+	noCache(w)
+	for _, c := range x.cookies {
+		http.SetCookie(w, c)
+	}
+	for k, v := range resp.header {
+		w.Header().Set(k, v)
+	}
+	switch {
+	case resp.location != "":
+		w.Header().Set("Location", resp.location)
+		w.WriteHeader(http.StatusSeeOther)
+	case resp.body != nil:
+		h.writeJSON(w, resp.status, "application/json; charset=utf-8", resp.body)
+	default:
+		w.WriteHeader(resp.status)
+	}
+}
+
+func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType string, body any) {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(body); err != nil {
+		h.logger().Error("encode response", "error", err)
+		status, contentType = http.StatusInternalServerError, "application/json"
+		buf.Reset()
+		_ = json.NewEncoder(&buf).Encode(autherrors.Envelope{Error: autherrors.Internal()})
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// fail is the one place that turns an error into the contract's response,
+// and the only place that logs it. API flows and JSON requests (x.json) get
+// JSON; browser forms get redirects: the flow to the login UI, anything
+// else forwarded to the error UI.
+func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
+	ctx := x.r.Context()
+	noCache(w)
+	for _, c := range x.cookies {
+		http.SetCookie(w, c)
+	}
+	redirect := func(to string) {
+		w.Header().Set("Location", to)
+		w.WriteHeader(http.StatusSeeOther)
+	}
+
+	var (
+		ff  *flowFailure
+		ex  *expiredFlow
+		as  *alreadySignedIn
+		lc  *locationChange
+		ae  *autherrors.Error
+		env autherrors.Envelope
+	)
+	switch {
+	case errors.As(err, &ff):
+		h.logger().DebugContext(ctx, "login flow failed", "flow_id", ff.rec.Flow.ID, "error", ff.err)
+		if x.json {
+			h.writeJSON(w, http.StatusBadRequest, "application/json; charset=utf-8", &ff.rec.Flow)
+		} else {
+			redirect(withQuery(h.cfg.LoginUIURL, "flow", ff.rec.Flow.ID))
+		}
+		return
+	case errors.As(err, &ex):
+		h.logger().DebugContext(ctx, "login flow expired", "flow_id", ex.old.Flow.ID, "replacement", ex.replacement.Flow.ID)
+		if ex.old.Flow.Type == flow.TypeBrowser { // Part 1 rules 3 and 4: a fresh flow in the UI
+			redirect(withQuery(h.cfg.LoginUIURL, "flow", ex.replacement.Flow.ID))
+			return
+		}
+		since := ex.now.Sub(ex.old.Flow.ExpiresAt)
+		expiredAt := ex.old.Flow.ExpiresAt
+		env = autherrors.Envelope{
+			Error:     autherrors.FlowExpired(since.Minutes()),
+			ExpiredAt: &expiredAt,
+			Since:     &since,
+			UseFlowID: ex.replacement.Flow.ID,
+		}
+	case errors.As(err, &as):
+		if !x.json {
+			redirect(as.redirect)
+			return
+		}
+		env.Error = autherrors.SessionAlreadyAvailable()
+	case errors.As(err, &lc):
+		if !x.json {
+			redirect(lc.url)
+			return
+		}
+		env = autherrors.Envelope{Error: autherrors.BrowserLocationChangeRequired(lc.url), RedirectBrowserTo: lc.url}
+	case errors.As(err, &ae):
+		h.logger().DebugContext(ctx, "request refused", "status", ae.Code, "id", ae.ID, "reason", ae.Reason)
+		env.Error = ae
+	case errors.Is(err, context.Canceled):
+		h.logger().DebugContext(ctx, "request canceled", "error", err)
+		env.Error = autherrors.Internal()
+	default:
+		h.logger().ErrorContext(ctx, "login request failed", "method", x.r.Method, "path", x.r.URL.Path, "error", err)
+		env.Error = autherrors.Internal()
+	}
+
+	e := *env.Error
+	if e.ID == "" && e.Request == "" {
+		e.Request = x.r.Header.Get("X-Request-ID")
+	}
+	env.Error = &e
+	if !x.json && e.Code != http.StatusRequestEntityTooLarge {
+		if to, ok := h.forward(ctx, &e); ok {
+			redirect(to)
+			return
+		}
+	}
+	w.Header().Set("Ory-Error-Id", e.ID)
+	h.writeJSON(w, e.Code, "application/json", &env)
+}
+
+// forward stores e for the error UI and returns where to send the browser.
+// If the store fails it logs that and reports false; the caller then
+// answers JSON.
+func (h *Handler) forward(ctx context.Context, e *autherrors.Error) (string, bool) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		h.logger().ErrorContext(ctx, "encode forwarded error", "error", err)
+		return "", false
+	}
+	now := h.now()
+	rec := &flow.ErrorRecord{ID: uuid.New(), Error: body, CreatedAt: now, UpdatedAt: now}
+	if err := h.cfg.FlowStore.CreateError(context.WithoutCancel(ctx), rec); err != nil {
+		h.logger().ErrorContext(ctx, "store forwarded error", "error", err)
+		return "", false
+	}
+	return withQuery(h.cfg.ErrorUIURL, "id", rec.ID), true
+}
+
+// logBestEffort logs the failure of work that never fails a request, such
+// as re-hashing a password after login.
+func (h *Handler) logBestEffort(ctx context.Context, msg string, err error, attrs ...any) {
+	h.logger().Log(ctx, slog.LevelWarn, msg, append(attrs, "error", err)...)
+}

@@ -1,0 +1,156 @@
+package login
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	autherrors "github.com/authflow/authflow/errors"
+	"github.com/authflow/authflow/session"
+)
+
+// current is the valid session a request presents.
+type current struct {
+	rec      *session.Record
+	identity *session.Identity
+	token    string
+}
+
+// sessionToken returns the session token a request presents, checked in
+// the contract's order: the X-Session-Token header, the session cookie,
+// then "Authorization: Bearer".
+func (h *Handler) sessionToken(r *http.Request) string {
+	if t := r.Header.Get("X-Session-Token"); t != "" {
+		return t
+	}
+	if c, err := r.Cookie(h.sessionCookieName); err == nil && c.Value != "" {
+		return c.Value
+	}
+	if scheme, t, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok &&
+		strings.EqualFold(scheme, "Bearer") && t != "" && !strings.Contains(t, " ") {
+		return t
+	}
+	return ""
+}
+
+// currentSession returns the request's session when it is valid: stored,
+// not revoked, not expired, and its identity active. It returns nil and no
+// error when there is none; an error only when a store fails.
+func (h *Handler) currentSession(ctx context.Context, r *http.Request) (*current, error) {
+	token := h.sessionToken(r)
+	if token == "" {
+		return nil, nil
+	}
+	rec, err := h.cfg.SessionStore.SessionByToken(ctx, hashToken(token))
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load session: %w", err)
+	}
+	if !rec.Valid(h.now()) {
+		return nil, nil
+	}
+	id, err := h.cfg.IdentityStore.Identity(ctx, rec.IdentityID)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load identity: %w", err)
+	}
+	if !id.Active() {
+		return nil, nil
+	}
+	return &current{rec: rec, identity: id, token: token}, nil
+}
+
+// aal returns the session's assurance level, "aal1" when unset.
+func (c *current) aal() string {
+	if c.rec.Session.AAL == "" {
+		return "aal1"
+	}
+	return c.rec.Session.AAL
+}
+
+// wireSession is the session as clients see it: its identity embedded,
+// without credentials, active computed.
+func (h *Handler) wireSession(rec *session.Record, id *session.Identity) *session.Session {
+	s := rec.Clone().Session
+	s.Active = rec.Valid(h.now()) && id.Active()
+	s.Identity = h.wireIdentity(id)
+	if s.AuthenticationMethods == nil {
+		s.AuthenticationMethods = []session.AuthenticationMethod{}
+	}
+	if s.Devices == nil {
+		s.Devices = []session.Device{}
+	}
+	return &s
+}
+
+func (h *Handler) wireIdentity(id *session.Identity) *session.Identity {
+	c := id.Clone()
+	if c.SchemaID == "" {
+		c.SchemaID = "default"
+	}
+	c.SchemaURL = h.public + "/schemas/" + base64.RawURLEncoding.EncodeToString([]byte(c.SchemaID))
+	if len(c.Traits) == 0 {
+		c.Traits = []byte("{}")
+	}
+	return c
+}
+
+// whoami answers the current session (200, with the identity id in
+// X-Kratos-Authenticated-Identity-Id) or 401 session_inactive.
+func (h *Handler) whoami(x *exchange) (*response, error) {
+	x.json = true
+	cur, err := h.currentSession(x.r.Context(), x.r)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		return nil, autherrors.NoSessionCredentials()
+	}
+	return &response{
+		status: http.StatusOK,
+		body:   h.wireSession(cur.rec, cur.identity),
+		header: map[string]string{"X-Kratos-Authenticated-Identity-Id": cur.identity.ID},
+	}, nil
+}
+
+// Middleware puts the request's valid session, if any, into the request
+// context, where session.FromContext finds it. Requests without one pass
+// through unchanged; a failing store is logged and treated as no session.
+func (h *Handler) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cur, err := h.currentSession(r.Context(), r)
+		if err != nil {
+			h.logger().ErrorContext(r.Context(), "session lookup failed", "error", err)
+		}
+		if cur != nil {
+			r = r.WithContext(session.NewContext(r.Context(), h.wireSession(cur.rec, cur.identity)))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// RequireSession serves next only to requests with a valid session, which
+// it puts into the request context like Middleware. Others get the 401
+// session_inactive envelope when they are JSON requests, and a 303 to the
+// browser login otherwise.
+func (h *Handler) RequireSession(next http.Handler) http.Handler {
+	return h.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := session.FromContext(r.Context()); ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		x := &exchange{r: r, json: isJSONRequest(r)}
+		if x.json {
+			h.fail(w, x, autherrors.NoSessionCredentials())
+			return
+		}
+		h.write(w, x, &response{location: h.public + "/self-service/login/browser"})
+	}))
+}

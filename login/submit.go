@@ -1,0 +1,355 @@
+package login
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	autherrors "github.com/authflow/authflow/errors"
+	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/uuid"
+	"github.com/authflow/authflow/session"
+)
+
+// submit serves POST /self-service/login?flow=, in the evaluation order of
+// CONTRACT Part 1 section G; the first step that decides, answers.
+func (h *Handler) submit(x *exchange) (*response, error) {
+	r := x.r
+	ctx := r.Context()
+	x.json = isJSONRequest(r)
+
+	// 1. A body over the limit is refused before anything is loaded.
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	// 2. The flow.
+	id, ok := uuid.Parse(r.URL.Query().Get("flow"))
+	if !ok {
+		return nil, autherrors.MissingFlowID()
+	}
+	rec, err := h.cfg.FlowStore.Flow(ctx, id)
+	if errors.Is(err, flow.ErrNotFound) {
+		return nil, autherrors.NotFound()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load flow: %w", err)
+	}
+	if rec.Flow.Type == flow.TypeAPI {
+		x.json = true // API flows always answer JSON
+	}
+	// 3. The session: already signed in, or refresh / step-up / none.
+	cur, err := h.currentSession(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.checkSignedIn(rec, cur); err != nil {
+		return nil, err
+	}
+	// 4. Expired: a fresh flow.
+	if rec.Flow.Expired(h.now()) {
+		return nil, h.replaceExpired(x, rec, cur)
+	}
+	// 5. A flow logs in at most once.
+	if rec.Flow.State == flow.StatePassedChallenge {
+		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
+	}
+	// 6. Decode the body and select the method.
+	fields, reason := decodeBody(r, body)
+	if reason != "" {
+		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: flowMessages(reason)})
+	}
+	methodID := fields.Get("method")
+	if methodID == "" && fields.Get("provider") != "" {
+		methodID = "oidc" // social sign-in forms may send only the provider
+	}
+	m := h.methods[methodID]
+	if methodID == "password" && h.password == nil {
+		return nil, autherrors.MethodDisabled()
+	}
+	if m == nil || (m == Method(h.password) && rec.Flow.RequestedAAL != flow.AAL1) {
+		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.NoMethod()}})
+	}
+	sub := &Submission{Request: r, Flow: rec.Clone(), Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder}
+	if cur != nil {
+		sub.Session = h.wireSession(cur.rec, cur.identity)
+	}
+	// 7. Field validation, all messages together.
+	if err := m.Validate(ctx, sub); err != nil {
+		return nil, h.methodError(x, rec, err)
+	}
+	// 8. CSRF for browser flows; API flows are kept away from browsers.
+	if rec.Flow.Type == flow.TypeBrowser {
+		if err := h.checkCSRF(r, fields.Get("csrf_token")); err != nil {
+			return nil, err
+		}
+	} else if err := checkAPIFlowRequest(r); err != nil {
+		return nil, h.methodError(x, rec, err)
+	}
+	// 9. The host's before-attempt hook comes here (issue 3).
+	// 10. Throttling comes here (issue 4; CONTRACT Part 1 rule 16).
+	// 11. Credentials.
+	res, err := m.Authenticate(ctx, sub)
+	if err != nil {
+		return nil, h.methodError(x, rec, err)
+	}
+	if res.RedirectBrowserTo != "" {
+		return nil, h.continueInBrowser(x, rec, m, res)
+	}
+	return h.complete(x, rec, cur, res)
+}
+
+// checkSignedIn is step 3: a valid session makes a new login pointless
+// unless the flow refreshes it or steps its AAL up; without one, an aal2
+// flow cannot be used.
+func (h *Handler) checkSignedIn(rec *flow.Record, cur *current) error {
+	switch {
+	case cur == nil && rec.Flow.RequestedAAL == flow.AAL2:
+		return autherrors.SessionAAL1Required()
+	case cur == nil, rec.Flow.Refresh, rec.Flow.RequestedAAL > cur.aal():
+		return nil
+	default:
+		return &alreadySignedIn{redirect: h.defaultReturn.String()}
+	}
+}
+
+// replaceExpired stores a fresh flow of the same type for an expired one,
+// with the same request URL (so the same return_to) and message 4010001.
+func (h *Handler) replaceExpired(x *exchange, rec *flow.Record, cur *current) error {
+	now := h.now()
+	opts := flowOptions{
+		requestURL: rec.Flow.RequestURL,
+		returnTo:   rec.Flow.ReturnTo,
+		refresh:    rec.Flow.Refresh && cur != nil,
+		aal:        rec.Flow.RequestedAAL,
+		messages:   []flow.Message{flow.Expired(rec.Flow.ExpiresAt, now)},
+	}
+	if opts.refresh || opts.aal == flow.AAL2 {
+		opts.session = cur
+	}
+	if rec.Flow.Type == flow.TypeBrowser {
+		opts.csrfToken = h.ensureCSRFToken(x)
+	}
+	replacement, err := h.newFlow(x.r.Context(), rec.Flow.Type, opts)
+	if err != nil {
+		return err
+	}
+	return &expiredFlow{old: rec, replacement: replacement, now: now}
+}
+
+// methodError reports a *FlowError on the flow; other errors pass through.
+func (h *Handler) methodError(x *exchange, rec *flow.Record, err error) error {
+	var fe *FlowError
+	if errors.As(err, &fe) {
+		return h.reportOnFlow(x, rec, fe)
+	}
+	return err
+}
+
+// reportOnFlow stores the flow with fe's messages, replacing earlier ones,
+// and returns the FLOW-400 outcome. Browser flows get a freshly masked CSRF
+// token. If the store refuses the write, the stored flow is left as it was
+// (still usable) and the error is internal.
+func (h *Handler) reportOnFlow(x *exchange, rec *flow.Record, fe *FlowError) error {
+	ctx := x.r.Context()
+	token := h.csrfCookieToken(x.r)
+	for attempt := 0; ; attempt++ {
+		apply(rec, fe, token, h.now())
+		err := h.cfg.FlowStore.UpdateFlow(ctx, rec)
+		if err == nil {
+			return &flowFailure{rec: rec, err: fe}
+		}
+		if !errors.Is(err, flow.ErrConflict) || attempt == 2 {
+			return fmt.Errorf("store flow messages: %w", err)
+		}
+		// A concurrent submission changed the flow: report on its new state.
+		if rec, err = h.cfg.FlowStore.Flow(ctx, rec.Flow.ID); err != nil {
+			return fmt.Errorf("reload flow: %w", err)
+		}
+	}
+}
+
+// apply puts fe's messages and values on the flow.
+func apply(rec *flow.Record, fe *FlowError, csrfToken []byte, now time.Time) {
+	ui := &rec.Flow.UI
+	ui.ResetMessages()
+	ui.Messages = append(ui.Messages, fe.Messages...)
+	for name, ms := range fe.Fields {
+		if n := ui.Node(name); n != nil {
+			n.Messages = append(n.Messages, ms...)
+		} else {
+			ui.Messages = append(ui.Messages, ms...)
+		}
+	}
+	for name, v := range fe.Values {
+		if n := ui.Node(name); n != nil && n.Attributes.Type != "password" && n.Attributes.Type != "hidden" {
+			n.Attributes.Value = v
+		}
+	}
+	if n := ui.Node("csrf_token"); n != nil && rec.Flow.Type == flow.TypeBrowser && csrfToken != nil {
+		n.Attributes.Value = maskCSRFToken(csrfToken)
+	}
+	rec.Flow.UpdatedAt = now
+}
+
+// continueInBrowser stores the method's state and sends the browser on.
+func (h *Handler) continueInBrowser(x *exchange, rec *flow.Record, m Method, res *Result) error {
+	if res.MethodState != nil {
+		if rec.MethodState == nil {
+			rec.MethodState = map[string]json.RawMessage{}
+		}
+		rec.MethodState[m.ID()] = res.MethodState
+		rec.Flow.UpdatedAt = h.now()
+		if err := h.cfg.FlowStore.UpdateFlow(x.r.Context(), rec); err != nil {
+			return fmt.Errorf("store method state: %w", err)
+		}
+	}
+	return &locationChange{url: res.RedirectBrowserTo}
+}
+
+// nativeLogin is the body of a successful API flow login.
+type nativeLogin struct {
+	SessionToken string           `json:"session_token,omitempty"`
+	Session      *session.Session `json:"session"`
+	ContinueWith []continueWith   `json:"continue_with"`
+}
+
+type continueWith struct {
+	Action            string `json:"action"`
+	RedirectBrowserTo string `json:"redirect_browser_to"`
+}
+
+// complete runs steps 12 to 15 for an authenticated identity: identity
+// state, return_to, the atomic completion with the session, the best-effort
+// work of the method, and the success answer.
+func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Result) (*response, error) {
+	ctx := x.r.Context()
+	if !res.Identity.Active() {
+		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.IdentityDisabled()}})
+	}
+	// 12. The host's after-verification hook comes here (issue 3).
+	// 13. return_to is checked again: the allow-list may have changed.
+	target := h.defaultReturn.String()
+	if rec.Flow.ReturnTo != "" {
+		u, err := h.resolveReturnTo(rec.Flow.ReturnTo)
+		if err != nil {
+			return nil, h.reportOnFlow(x, rec, &FlowError{Messages: flowMessages(autherrors.ReturnToReason(rec.Flow.ReturnTo))})
+		}
+		target = u.String()
+	}
+	// 14. Complete the flow and issue the session, atomically.
+	now := h.now()
+	s, token, create := h.loginSession(x.r, cur, rec, res, now)
+	rec.Flow.Active = res.Method.Method
+	rec.Flow.UpdatedAt = now
+	if err := h.completeWithSession(ctx, rec, s, create); err != nil {
+		if errors.Is(err, flow.ErrCompleted) {
+			latest, lerr := h.cfg.FlowStore.Flow(ctx, rec.Flow.ID)
+			if lerr != nil {
+				return nil, fmt.Errorf("reload flow: %w", lerr)
+			}
+			return nil, h.reportOnFlow(x, latest, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
+		}
+		return nil, err
+	}
+	// 15. Best-effort work (re-hash), then the answer.
+	if res.AfterLogin != nil {
+		if err := res.AfterLogin(ctx); err != nil {
+			h.logBestEffort(ctx, "after-login step failed", err, "identity_id", res.Identity.ID, "method", res.Method.Method)
+		}
+	}
+	wire := h.wireSession(s, res.Identity)
+	if rec.Flow.Type == flow.TypeAPI {
+		return &response{status: http.StatusOK, body: &nativeLogin{SessionToken: token, Session: wire}}, nil
+	}
+	x.cookies = append(x.cookies, h.sessionCookie(token, s.Session.ExpiresAt))
+	if cur == nil || cur.identity.ID != res.Identity.ID {
+		h.rotateCSRFToken(x)
+	}
+	if x.json {
+		return &response{status: http.StatusOK, body: &nativeLogin{
+			Session:      wire,
+			ContinueWith: []continueWith{{Action: "redirect_browser_to", RedirectBrowserTo: target}},
+		}}, nil
+	}
+	return &response{location: target}, nil
+}
+
+// loginSession returns the session a successful login stores and its
+// token. A refresh by the same identity keeps the session's id but rotates
+// its token; every other login makes a new session with a new id and token,
+// so a client can never fix a session id.
+func (h *Handler) loginSession(r *http.Request, cur *current, rec *flow.Record, res *Result, now time.Time) (*session.Record, string, bool) {
+	method := res.Method
+	method.CompletedAt = now
+	if method.AAL == "" {
+		method.AAL = flow.AAL1
+	}
+	token := newSessionToken()
+	if cur != nil && rec.Flow.Refresh && cur.identity.ID == res.Identity.ID {
+		s := cur.rec.Clone()
+		s.TokenHash = hashToken(token)
+		s.Session.AuthenticationMethods = append(s.Session.AuthenticationMethods, method)
+		s.Session.AuthenticatedAt = now
+		s.Session.ExpiresAt = now.Add(h.cfg.SessionLifespan)
+		return s, token, false
+	}
+	s := &session.Record{
+		Session: session.Session{
+			ID:                    uuid.New(),
+			Active:                true,
+			ExpiresAt:             now.Add(h.cfg.SessionLifespan),
+			AuthenticatedAt:       now,
+			AAL:                   method.AAL,
+			AuthenticationMethods: []session.AuthenticationMethod{method},
+			IssuedAt:              now,
+			Devices: []session.Device{{
+				ID:        uuid.New(),
+				IPAddress: h.clientIP(r),
+				UserAgent: userAgent(r),
+			}},
+		},
+		IdentityID: res.Identity.ID,
+		TokenHash:  hashToken(token),
+	}
+	return s, token, true
+}
+
+// userAgent joins all User-Agent values with a space.
+func userAgent(r *http.Request) string { return strings.Join(r.Header.Values("User-Agent"), " ") }
+
+// completeWithSession completes the flow and stores its session as one
+// operation: in one transaction when the flow store offers it, otherwise
+// flow first, and the flow reopened if the session cannot be stored. Of
+// concurrent completions exactly one succeeds; the others get
+// flow.ErrCompleted.
+func (h *Handler) completeWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool) error {
+	if c, ok := h.cfg.FlowStore.(FlowSessionCompleter); ok {
+		if err := c.CompleteFlowWithSession(ctx, rec, s, create); err != nil {
+			return fmt.Errorf("complete flow: %w", err)
+		}
+		return nil
+	}
+	if err := h.cfg.FlowStore.CompleteFlow(ctx, rec); err != nil {
+		return fmt.Errorf("complete flow: %w", err)
+	}
+	var err error
+	if create {
+		err = h.cfg.SessionStore.CreateSession(ctx, s)
+	} else {
+		err = h.cfg.SessionStore.UpdateSession(ctx, s)
+	}
+	if err == nil {
+		return nil
+	}
+	rec.Flow.State = flow.StateChooseMethod
+	rec.Flow.Active = ""
+	if uerr := h.cfg.FlowStore.UpdateFlow(context.WithoutCancel(ctx), rec); uerr != nil {
+		return errors.Join(fmt.Errorf("store session: %w", err), fmt.Errorf("reopen flow: %w", uerr))
+	}
+	return fmt.Errorf("store session: %w", err)
+}
