@@ -70,7 +70,10 @@ func (h *Handler) routes() {
 }
 
 // ServeHTTP dispatches to the routes listed on Handler.
+// Every answer, including the mux's own 404 and 405, is marked
+// uncacheable.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	noCache(w)
 	h.mux.ServeHTTP(w, r)
 }
 

@@ -44,6 +44,24 @@ var (
 // silently stripped. Hosts creating identities must store identifiers in
 // this form, because stores compare them verbatim.
 func NormalizeIdentifier(s string) (string, error) {
+	s, err := checkIdentifier(s)
+	if err != nil {
+		return "", err
+	}
+	s = width.Fold.String(s)
+	c := lowerPool.Get().(*cases.Caser)
+	s = c.String(s)
+	lowerPool.Put(c)
+	return norm.NFKC.String(s), nil
+}
+
+// lowerPool holds lower-casing Casers, which are not safe for concurrent
+// use and costly to make.
+var lowerPool = sync.Pool{New: func() any { c := cases.Lower(language.Und); return &c }}
+
+// checkIdentifier trims s and refuses it when empty or when it contains
+// characters an identifier may not have; it does not normalise.
+func checkIdentifier(s string) (string, error) {
 	s = strings.TrimFunc(s, unicode.IsSpace)
 	if s == "" {
 		return "", ErrEmptyIdentifier
@@ -51,9 +69,7 @@ func NormalizeIdentifier(s string) (string, error) {
 	if !utf8.ValidString(s) || strings.IndexFunc(s, disallowedInIdentifier) >= 0 {
 		return "", ErrIdentifierCharacters
 	}
-	s = width.Fold.String(s)
-	s = cases.Lower(language.Und).String(s)
-	return norm.NFKC.String(s), nil
+	return s, nil
 }
 
 // disallowedInIdentifier reports the runes an identifier may not contain:
@@ -133,34 +149,23 @@ func (m *passwordMethod) Nodes(_ context.Context, req *FlowRequest) ([]flow.Node
 
 // passwordFields are the fields of a password submission.
 type passwordFields struct {
-	Identifier         string `form:"identifier"`
-	PasswordIdentifier string `form:"password_identifier"`
-	Password           string `form:"password"`
+	Identifier string // "identifier", else the legacy "password_identifier"
+	Password   string
 }
 
-func (f *passwordFields) identifier() string {
+func (m *passwordMethod) fields(s *Submission) passwordFields {
+	f := passwordFields{Identifier: s.Field("identifier"), Password: s.Field("password")}
 	if f.Identifier == "" {
-		return f.PasswordIdentifier // legacy field name
+		f.Identifier = s.Field("password_identifier")
 	}
-	return f.Identifier
-}
-
-func (m *passwordMethod) decode(s *Submission) (passwordFields, error) {
-	var f passwordFields
-	if err := s.Decode(&f); err != nil {
-		return f, &FlowError{Messages: flowMessages("Unable to decode the submitted form."), Err: err}
-	}
-	return f, nil
+	return f
 }
 
 func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
-	f, err := m.decode(s)
-	if err != nil {
-		return err
-	}
-	raw := f.identifier()
+	f := m.fields(s)
+	raw := f.Identifier
 	fields := map[string][]flow.Message{}
-	switch _, err := NormalizeIdentifier(raw); {
+	switch _, err := checkIdentifier(raw); {
 	case len(raw) > MaxIdentifierLength:
 		fields["identifier"] = append(fields["identifier"], flow.TooLong(MaxIdentifierLength, len(raw)))
 	case errors.Is(err, ErrEmptyIdentifier):
@@ -181,11 +186,8 @@ func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
 }
 
 func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Result, error) {
-	f, err := m.decode(s)
-	if err != nil {
-		return nil, err
-	}
-	raw := f.identifier()
+	f := m.fields(s)
+	raw := f.Identifier
 	invalid := &FlowError{Messages: []flow.Message{flow.InvalidCredentials()}, Values: map[string]string{"identifier": raw}}
 	identifier, err := NormalizeIdentifier(raw)
 	if err != nil { // Validate refused it already; keep the check local anyway.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	autherrors "github.com/authflow/authflow/errors"
@@ -49,18 +50,27 @@ type locationChange struct{ url string }
 
 func (e *locationChange) Error() string { return "login: browser must continue at " + e.url }
 
-// noCache are the headers of every answer (CONTRACT Part 1 rule 17).
+// Header values set on every answer, shared to spare an allocation each.
+var (
+	cacheControlValue = []string{"private, no-cache, no-store, must-revalidate"}
+	nosniffValue      = []string{"nosniff"}
+	varyValue         = []string{"Cookie"}
+	jsonUTF8Value     = []string{"application/json; charset=utf-8"}
+	jsonValue         = []string{"application/json"}
+)
+
+// noCache sets the headers of every answer (CONTRACT Part 1 rule 17): it is
+// private, never cached, never sniffed.
 func noCache(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Cache-Control", "private, no-cache, no-store, must-revalidate")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Add("Vary", "Cookie")
+	h["Cache-Control"] = cacheControlValue
+	h["X-Content-Type-Options"] = nosniffValue
+	h["Vary"] = varyValue
 }
 
 // write is the happy path's only writer: cookies, headers, then a 303, a
 // JSON body or a bare status.
 func (h *Handler) write(w http.ResponseWriter, x *exchange, resp *response) {
-	noCache(w)
 	for _, c := range x.cookies {
 		http.SetCookie(w, c)
 	}
@@ -72,21 +82,32 @@ func (h *Handler) write(w http.ResponseWriter, x *exchange, resp *response) {
 		w.Header().Set("Location", resp.location)
 		w.WriteHeader(http.StatusSeeOther)
 	case resp.body != nil:
-		h.writeJSON(w, resp.status, "application/json; charset=utf-8", resp.body)
+		h.writeJSON(w, resp.status, jsonUTF8Value, resp.body)
 	default:
 		w.WriteHeader(resp.status)
 	}
 }
 
-func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType string, body any) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(body); err != nil {
+// bufferPool recycles the buffers JSON answers are encoded into.
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeJSON encodes body completely before writing anything, so that an
+// encoding failure can still become a clean 500.
+func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType []string, body any) {
+	buf := bufferPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bufferPool.Put(buf)
+		}
+	}()
+	if err := json.NewEncoder(buf).Encode(body); err != nil {
 		h.logger().Error("encode response", "error", err)
-		status, contentType = http.StatusInternalServerError, "application/json"
+		status, contentType = http.StatusInternalServerError, jsonValue
 		buf.Reset()
-		_ = json.NewEncoder(&buf).Encode(autherrors.Envelope{Error: autherrors.Internal()})
+		_ = json.NewEncoder(buf).Encode(autherrors.Envelope{Error: autherrors.Internal()})
 	}
-	w.Header().Set("Content-Type", contentType)
+	w.Header()["Content-Type"] = contentType
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -97,7 +118,6 @@ func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType strin
 // else forwarded to the error UI.
 func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 	ctx := x.r.Context()
-	noCache(w)
 	for _, c := range x.cookies {
 		http.SetCookie(w, c)
 	}
@@ -118,7 +138,7 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 	case errors.As(err, &ff):
 		h.logger().DebugContext(ctx, "login flow failed", "flow_id", ff.rec.Flow.ID, "error", ff.err)
 		if x.json {
-			h.writeJSON(w, http.StatusBadRequest, "application/json; charset=utf-8", &ff.rec.Flow)
+			h.writeJSON(w, http.StatusBadRequest, jsonUTF8Value, &ff.rec.Flow)
 		} else {
 			redirect(withQuery(h.cfg.LoginUIURL, "flow", ff.rec.Flow.ID))
 		}
@@ -172,7 +192,7 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 		}
 	}
 	w.Header().Set("Ory-Error-Id", e.ID)
-	h.writeJSON(w, e.Code, "application/json", &env)
+	h.writeJSON(w, e.Code, jsonValue, &env)
 }
 
 // forward stores e for the error UI and returns where to send the browser.

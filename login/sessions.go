@@ -147,6 +147,7 @@ func (h *Handler) RequireSession(next http.Handler) http.Handler {
 			return
 		}
 		x := &exchange{r: r, json: isJSONRequest(r)}
+		noCache(w)
 		if x.json {
 			h.fail(w, x, autherrors.NoSessionCredentials())
 			return
