@@ -19,11 +19,10 @@ const (
 
 // Default messages by status, as clients of Kratos know them.
 const (
-	msgBadRequest   = "The request was malformed or contained invalid parameters"
-	msgUnauthorized = "The request could not be authorized"
-	msgForbidden    = "The requested action was forbidden"
-	msgNotFound     = "The requested resource could not be found"
-	msgInternal     = "An internal server error occurred, please contact the system administrator"
+	msgBadRequest = "The request was malformed or contained invalid parameters"
+	msgForbidden  = "The requested action was forbidden"
+	msgNotFound   = "The requested resource could not be found"
+	msgInternal   = "An internal server error occurred, please contact the system administrator"
 )
 
 // ReasonAlreadySignedIn is the reason of session_already_available, also used
@@ -47,7 +46,8 @@ func SessionAAL1Required() *Error {
 // NoSessionCredentials is whoami's 401: the request carried no valid session.
 func NoSessionCredentials() *Error {
 	return newError(http.StatusUnauthorized, IDSessionInactive,
-		"No valid session credentials found in the request.", msgUnauthorized)
+		"No valid session credentials found in the request.",
+		"request does not have a valid authentication session")
 }
 
 // SessionInactive is the logout endpoints' 401: no active session was found.
@@ -95,7 +95,7 @@ func ReturnToForbidden(raw string) *Error {
 // ReturnToReason is the reason text for a forbidden return_to, also used as
 // a flow message when the allow-list changed before completion.
 func ReturnToReason(raw string) string {
-	return fmt.Sprintf("Requested return_to URL %q is not allowed.", raw)
+	return fmt.Sprintf(`Requested return_to URL "%s" is not allowed.`, raw)
 }
 
 // BrowserLocationChangeRequired is the 422 that tells a client to send the

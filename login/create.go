@@ -32,11 +32,12 @@ type flowOptions struct {
 // createBrowserFlow serves GET /self-service/login/browser.
 func (h *Handler) createBrowserFlow(x *exchange) (*response, error) {
 	x.json = acceptsJSON(x.r)
+	token := h.ensureCSRFToken(x) // issued on refusals too, as Kratos does
 	opts, err := h.initOptions(x)
 	if err != nil {
 		return nil, err
 	}
-	opts.csrfToken = h.ensureCSRFToken(x)
+	opts.csrfToken = token
 	rec, err := h.newFlow(x.r.Context(), flow.TypeBrowser, opts)
 	if err != nil {
 		return nil, err

@@ -165,9 +165,10 @@ func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
 	f := m.fields(s)
 	raw := f.Identifier
 	fields := map[string][]flow.Message{}
-	switch _, err := checkIdentifier(raw); {
-	case len(raw) > MaxIdentifierLength:
+	if len(raw) > MaxIdentifierLength {
 		fields["identifier"] = append(fields["identifier"], flow.TooLong(MaxIdentifierLength, len(raw)))
+	}
+	switch _, err := checkIdentifier(raw); {
 	case errors.Is(err, ErrEmptyIdentifier):
 		fields["identifier"] = append(fields["identifier"], flow.Missing("identifier"))
 	case err != nil:
