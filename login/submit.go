@@ -152,24 +152,31 @@ func (h *Handler) methodError(x *exchange, rec *flow.Record, err error) error {
 
 // reportOnFlow stores the flow with fe's messages, replacing earlier ones,
 // and returns the FLOW-400 outcome. Browser flows get a freshly masked CSRF
-// token. If the store refuses the write, the stored flow is left as it was
-// (still usable) and the error is internal.
+// token. A concurrent change of the flow (another submission of it) makes it
+// reload and report on the newer state; under sustained contention it
+// answers the messages without storing them rather than fail. If the store
+// refuses the write otherwise, the stored flow is left as it was (still
+// usable) and the error is internal.
 func (h *Handler) reportOnFlow(x *exchange, rec *flow.Record, fe *FlowError) error {
+	const maxAttempts = 8
 	ctx := x.r.Context()
 	token := h.csrfCookieToken(x.r)
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		apply(rec, fe, token, h.now())
 		err := h.cfg.FlowStore.UpdateFlow(ctx, rec)
-		if err == nil {
+		switch {
+		case err == nil:
 			return &flowFailure{rec: rec, err: fe}
-		}
-		if !errors.Is(err, flow.ErrConflict) || attempt == 2 {
+		case !errors.Is(err, flow.ErrConflict):
 			return fmt.Errorf("store flow messages: %w", err)
+		case attempt == maxAttempts:
+			return &flowFailure{rec: rec, err: fmt.Errorf("%w (messages not stored: %d version conflicts)", fe, attempt)}
 		}
-		// A concurrent submission changed the flow: report on its new state.
-		if rec, err = h.cfg.FlowStore.Flow(ctx, rec.Flow.ID); err != nil {
+		latest, err := h.cfg.FlowStore.Flow(ctx, rec.Flow.ID)
+		if err != nil {
 			return fmt.Errorf("reload flow: %w", err)
 		}
+		rec = latest
 	}
 }
 
