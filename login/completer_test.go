@@ -1,0 +1,80 @@
+package login_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/login"
+	"github.com/authflow/authflow/session"
+)
+
+// transactionalStore is a flow store that also holds the sessions and
+// offers login.FlowSessionCompleter, as a database backend would; it
+// records how the handler completed flows.
+type transactionalStore struct {
+	*flow.MemoryStore
+	sessions *session.MemoryStore
+	fail     error // when set, the transaction fails and changes nothing
+	calls    []bool
+}
+
+func (s *transactionalStore) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool) error {
+	s.calls = append(s.calls, create)
+	if s.fail != nil {
+		return s.fail
+	}
+	if err := s.CompleteFlow(ctx, rec); err != nil {
+		return err
+	}
+	if create {
+		return s.sessions.CreateSession(ctx, sess)
+	}
+	return s.sessions.UpdateSession(ctx, sess)
+}
+
+var _ login.FlowSessionCompleter = (*transactionalStore)(nil)
+
+func TestCompleterIsUsedForLoginAndRefresh(t *testing.T) {
+	var store *transactionalStore
+	e := newEnv(t, func(c *login.Config) {
+		store = &transactionalStore{MemoryStore: c.FlowStore.(*flow.MemoryStore), sessions: c.SessionStore.(*session.MemoryStore)}
+		c.FlowStore = store
+	})
+
+	tok := e.loginAPI()
+	assert.Equal(t, []bool{true}, store.calls, "a login creates its session in the transaction")
+
+	r := e.do(e.api(), http.MethodGet, "/self-service/login/api?refresh=true", nil, map[string]string{"X-Session-Token": tok})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	refresh := r.flow(t)
+	r = e.submitJSON(e.api(), refresh.ID, credentials(testIdentifier, testPassword, ""), map[string]string{"X-Session-Token": tok})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	assert.Equal(t, []bool{true, false}, store.calls, "a refresh updates its session in the transaction")
+}
+
+func TestCompleterFailureIssuesNoSessionAndKeepsTheFlow(t *testing.T) {
+	var store *transactionalStore
+	e := newEnv(t, func(c *login.Config) {
+		store = &transactionalStore{MemoryStore: c.FlowStore.(*flow.MemoryStore), sessions: c.SessionStore.(*session.MemoryStore)}
+		c.FlowStore = store
+	})
+	store.fail = errors.New("database is down")
+
+	f := e.apiFlow("")
+	r := e.submitJSON(e.api(), f.ID, credentials(testIdentifier, testPassword, ""), nil)
+	require.Equal(t, http.StatusInternalServerError, r.status, "%s", r.body)
+	assert.NotContains(t, string(r.body), "database is down", "the cause is logged, not sent")
+	list, err := e.sessions.ListSessions(context.Background(), e.identity.ID)
+	require.NoError(t, err)
+	assert.Empty(t, list)
+
+	store.fail = nil
+	r = e.submitJSON(e.api(), f.ID, credentials(testIdentifier, testPassword, ""), nil)
+	assert.Equal(t, http.StatusOK, r.status, "the same flow logs in once the store is back: %s", r.body)
+}
