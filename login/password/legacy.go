@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"strconv"
 	"strings"
 
 	"github.com/GehirnInc/crypt"
@@ -140,6 +141,10 @@ func compareScrypt(password []byte, encoded string) error {
 	return match(got, want)
 }
 
+// maxCryptRounds bounds the rounds of sha256/sha512-crypt hashes (glibc's
+// default is 5000), so that a hostile stored hash cannot pin a CPU.
+const maxCryptRounds = 1_000_000
+
 // compareMD5Crypt verifies $md5-crypt$<salt>$<hash>, crypt(3)'s $1$.
 func compareMD5Crypt(password []byte, encoded string) error {
 	return compareCrypt("md5-crypt", "$1$", md5_crypt.New(), password, encoded)
@@ -166,6 +171,12 @@ func compareCrypt(scheme, magic string, c crypt.Crypter, password []byte, encode
 	i := strings.LastIndexByte(want, '$')
 	if i < len(magic) {
 		return malformed(scheme, "missing hash")
+	}
+	if r, ok := strings.CutPrefix(want[len(magic):], "rounds="); ok {
+		n, _, _ := strings.Cut(r, "$")
+		if rounds, err := strconv.Atoi(n); err == nil && rounds > maxCryptRounds {
+			return fmt.Errorf("%w: %s rounds=%d exceeds %d", ErrParameters, scheme, rounds, maxCryptRounds)
+		}
 	}
 	got, err := c.Generate(password, []byte(want[:i]))
 	if err != nil {

@@ -129,6 +129,7 @@ func TestCompareBounds(t *testing.T) {
 		{"hmac not hex", "$hmac-md5$bm90IGhleA==$aG1hYy1zZWNyZXQta2V5", password.ErrUnknownFormat},
 		{"hmac unknown digest", "$hmac-sha3$ODM5NGU4NmU0ZmMwMjQ3MTA4MjJhNzEwZmI1Y2JiZjE=$aG1hYy1zZWNyZXQta2V5", password.ErrUnknownFormat},
 		{"sha512-crypt bad rounds", "$sha512-crypt$rounds=many$saltSALTsalt$XNDsWSjEouakawF6yDX5uu5vBUw1UUiTnZ/fjJDibasrgU1.XQvglq4uWCCiJKWPdEaEppfWCvKWO8iBLGM2e.", password.ErrUnknownFormat},
+		{"sha512-crypt too many rounds", "$sha512-crypt$rounds=999999999$saltSALTsalt$XNDsWSjEouakawF6yDX5uu5vBUw1UUiTnZ/fjJDibasrgU1.XQvglq4uWCCiJKWPdEaEppfWCvKWO8iBLGM2e.", password.ErrParameters},
 		{"md5-crypt without hash", "$md5-crypt$saltSALT", password.ErrUnknownFormat},
 		{"md5-crypt empty", "$md5-crypt$", password.ErrUnknownFormat},
 		{"sha256-crypt truncated hash", "$sha256-crypt$rounds=10000$saltSALTsalt$", password.ErrMismatch},
