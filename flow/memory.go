@@ -13,21 +13,51 @@ import (
 // still answers 410 and a fresh flow) and how long it keeps a forwarded error.
 const Retention = 24 * time.Hour
 
-// sweepEvery is how many creations pass between two sweeps of a MemoryStore.
-const sweepEvery = 1024
-
 // MemoryStore is an in-memory flow store for one process: a map and a
 // mutex. It is safe for concurrent use, and every value it returns is a
 // deep copy the caller may change. It keeps expired flows for [Retention]
-// after their expiry and sweeps older ones as new flows are created. The
-// zero value is not usable; call [NewMemoryStore].
+// after their expiry and drops older ones as new flows are created, at a
+// constant cost per creation. The zero value is not usable; call
+// [NewMemoryStore].
 type MemoryStore struct {
 	now func() time.Time
 
-	mu      sync.Mutex
-	flows   map[string]*Record
-	errors  map[string]*ErrorRecord
-	created int
+	mu     sync.Mutex
+	flows  map[string]*Record
+	errors map[string]*ErrorRecord
+	queue  expiryQueue // flows and errors in creation order, to drop them when due
+}
+
+// expiryQueue lists stored ids with the time after which they may be
+// dropped, in insertion order. Flows are created with a fixed lifespan, so
+// insertion order is (nearly) expiry order and the due ones are at the
+// front.
+type expiryQueue struct {
+	items []queued
+	head  int
+}
+
+type queued struct {
+	id    string
+	error bool // a forwarded error rather than a flow
+	due   time.Time
+}
+
+func (q *expiryQueue) push(it queued) { q.items = append(q.items, it) }
+
+// popDue removes and returns the front item if it is due at now.
+func (q *expiryQueue) popDue(now time.Time) (queued, bool) {
+	if q.head == len(q.items) || !q.items[q.head].due.Before(now) {
+		return queued{}, false
+	}
+	it := q.items[q.head]
+	q.items[q.head] = queued{}
+	q.head++
+	if q.head > 1024 && q.head*2 > len(q.items) { // compact
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+	return it, true
 }
 
 // NewMemoryStore returns an empty store. now is its clock for sweeping; nil
@@ -48,10 +78,8 @@ func (s *MemoryStore) CreateFlow(_ context.Context, rec *Record) error {
 	}
 	rec.Version = 1
 	s.flows[rec.Flow.ID] = rec.Clone()
-	s.created++
-	if s.created%sweepEvery == 0 {
-		s.sweepLocked(s.now())
-	}
+	s.queue.push(queued{id: rec.Flow.ID, due: rec.Flow.ExpiresAt.Add(Retention)})
+	s.dropDueLocked(s.now())
 	return nil
 }
 
@@ -111,6 +139,8 @@ func (s *MemoryStore) CreateError(_ context.Context, rec *ErrorRecord) error {
 		return ErrConflict
 	}
 	s.errors[rec.ID] = rec.Clone()
+	s.queue.push(queued{id: rec.ID, error: true, due: rec.CreatedAt.Add(Retention)})
+	s.dropDueLocked(s.now())
 	return nil
 }
 
@@ -125,10 +155,26 @@ func (s *MemoryStore) Error(_ context.Context, id string) (*ErrorRecord, error) 
 	return rec.Clone(), nil
 }
 
+// dropDueLocked drops at most two due entries per call: enough to keep up
+// with creations, at a constant cost each.
+func (s *MemoryStore) dropDueLocked(now time.Time) {
+	for range 2 {
+		it, ok := s.queue.popDue(now)
+		if !ok {
+			return
+		}
+		if it.error {
+			delete(s.errors, it.id)
+		} else {
+			delete(s.flows, it.id)
+		}
+	}
+}
+
 // Sweep removes flows that expired more than [Retention] before now and
 // errors created more than Retention before now, and returns how many it
-// removed. The store sweeps by itself as flows are created; hosts may call
-// it on their own schedule as well.
+// removed. The store drops them by itself as new ones are created; hosts
+// may call Sweep on their own schedule as well.
 func (s *MemoryStore) Sweep(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

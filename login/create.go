@@ -159,7 +159,8 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 		csrf = maskCSRFToken(o.csrfToken)
 		rec.CSRFTokenHash = csrfTokenHash(o.csrfToken)
 	}
-	f.UI.Nodes = append(f.UI.Nodes, flow.NewInput(flow.GroupDefault, "csrf_token", "hidden", csrf, true))
+	f.UI.Nodes = make([]flow.Node, 1, 4+len(h.order))
+	f.UI.Nodes[0] = flow.NewInput(flow.GroupDefault, "csrf_token", "hidden", csrf, true)
 
 	req := &FlowRequest{Flow: &f}
 	if o.session != nil {

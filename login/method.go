@@ -67,7 +67,8 @@ type Submission struct {
 	// Request is the HTTP request; its body has already been read (use
 	// Field or Decode).
 	Request *http.Request
-	// Flow is a copy of the flow being submitted, with its method state.
+	// Flow is the flow being submitted, with its method state. It is
+	// read-only: a method changes its state through Result.MethodState.
 	Flow *flow.Record
 	// Session is the caller's current session (refresh flows), or nil.
 	Session *session.Session

@@ -28,8 +28,12 @@ func TestMemoryIdentityStore(t *testing.T) {
 func TestMemoryStoreSweep(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
+	// The stores' clocks stand two days before now while the records are
+	// created, so nothing is due yet; Sweep(now) then finds them.
+	before := now.Add(-48 * time.Hour)
+
 	t.Run("flows and errors past retention", func(t *testing.T) {
-		s := flow.NewMemoryStore(func() time.Time { return now })
+		s := flow.NewMemoryStore(func() time.Time { return before })
 		newFlow := func(id string, expiresAt time.Time) {
 			t.Helper()
 			rec := &flow.Record{Flow: flow.Flow{ID: id, ExpiresAt: expiresAt, State: flow.StateChooseMethod}}
@@ -57,7 +61,7 @@ func TestMemoryStoreSweep(t *testing.T) {
 	})
 
 	t.Run("expired sessions and their token index", func(t *testing.T) {
-		s := session.NewMemoryStore(func() time.Time { return now })
+		s := session.NewMemoryStore(func() time.Time { return before })
 		expired := &session.Record{Session: session.Session{ID: "expired", Active: true, ExpiresAt: now.Add(-time.Minute)}, IdentityID: "alice", TokenHash: "expired-hash"}
 		live := &session.Record{Session: session.Session{ID: "live", Active: true, ExpiresAt: now.Add(time.Hour)}, IdentityID: "alice", TokenHash: "live-hash"}
 		require.NoError(t, s.CreateSession(t.Context(), expired))
@@ -78,7 +82,33 @@ func TestMemoryStoreSweep(t *testing.T) {
 		assert.NoError(t, err)
 
 		// The swept token hash is free again.
+		s = session.NewMemoryStore(func() time.Time { return now })
 		reuse := &session.Record{Session: session.Session{ID: "reuse", Active: true, ExpiresAt: now.Add(time.Hour)}, IdentityID: "bob", TokenHash: "expired-hash"}
 		assert.NoError(t, s.CreateSession(t.Context(), reuse))
+	})
+
+	t.Run("creations drop due records without a sweep", func(t *testing.T) {
+		current := before
+		clock := func() time.Time { return current }
+		flows, sessions := flow.NewMemoryStore(clock), session.NewMemoryStore(clock)
+		require.NoError(t, flows.CreateFlow(t.Context(), &flow.Record{Flow: flow.Flow{ID: "old", ExpiresAt: before.Add(time.Hour)}}))
+		require.NoError(t, sessions.CreateSession(t.Context(), &session.Record{Session: session.Session{ID: "old", Active: true, ExpiresAt: before.Add(time.Hour)}, IdentityID: "alice", TokenHash: "old-hash"}))
+		require.NoError(t, sessions.CreateSession(t.Context(), &session.Record{Session: session.Session{ID: "refreshed", Active: true, ExpiresAt: before.Add(time.Hour)}, IdentityID: "alice", TokenHash: "refreshed-hash"}))
+		refreshed, err := sessions.Session(t.Context(), "refreshed")
+		require.NoError(t, err)
+		refreshed.Session.ExpiresAt = now.Add(time.Hour)
+		require.NoError(t, sessions.UpdateSession(t.Context(), refreshed))
+
+		current = now
+		require.NoError(t, flows.CreateFlow(t.Context(), &flow.Record{Flow: flow.Flow{ID: "new", ExpiresAt: now.Add(time.Hour)}}))
+		require.NoError(t, sessions.CreateSession(t.Context(), &session.Record{Session: session.Session{ID: "new", Active: true, ExpiresAt: now.Add(time.Hour)}, IdentityID: "alice", TokenHash: "new-hash"}))
+
+		_, err = flows.Flow(t.Context(), "old")
+		assert.ErrorIs(t, err, flow.ErrNotFound, "a flow past its retention is dropped")
+		_, err = sessions.Session(t.Context(), "old")
+		assert.ErrorIs(t, err, session.ErrNotFound, "an expired session is dropped")
+		_, err = sessions.Session(t.Context(), "refreshed")
+		assert.NoError(t, err, "a session whose expiry was extended stays")
+		assert.Equal(t, 0, flows.Sweep(now)+sessions.Sweep(now), "nothing was left to sweep")
 	})
 }

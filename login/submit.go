@@ -74,7 +74,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	if m == nil || (m == Method(h.password) && rec.Flow.RequestedAAL != flow.AAL1) {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.NoMethod()}})
 	}
-	sub := &Submission{Request: r, Flow: rec.Clone(), Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder}
+	sub := &Submission{Request: r, Flow: rec, Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder}
 	if cur != nil {
 		sub.Session = h.wireSession(cur.rec, cur.identity)
 	}

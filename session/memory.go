@@ -8,13 +8,10 @@ import (
 	"time"
 )
 
-// sweepEvery is how many creations pass between two sweeps of expired
-// sessions in a MemoryStore.
-const sweepEvery = 1024
-
 // MemoryStore is an in-memory session store for one process: maps and a
 // mutex. It is safe for concurrent use and returns deep copies. Sessions
-// that expired are removed as new ones are created. Call [NewMemoryStore].
+// that expired are removed as new ones are created, at a constant cost per
+// creation. Call [NewMemoryStore].
 type MemoryStore struct {
 	now func() time.Time
 
@@ -22,7 +19,14 @@ type MemoryStore struct {
 	byID       map[string]*Record
 	byToken    map[string]string              // token hash -> session id
 	byIdentity map[string]map[string]struct{} // identity id -> session ids
-	created    int
+	queue      []expiring                     // sessions in creation order, from head
+	head       int
+}
+
+// expiring is a session id with the expiry it had when queued.
+type expiring struct {
+	id  string
+	due time.Time
 }
 
 // NewMemoryStore returns an empty session store; now is its clock for
@@ -51,11 +55,34 @@ func (s *MemoryStore) CreateSession(_ context.Context, rec *Record) error {
 		return ErrConflict
 	}
 	s.putLocked(rec.Clone())
-	s.created++
-	if s.created%sweepEvery == 0 {
-		s.sweepLocked(s.now())
-	}
+	s.queue = append(s.queue, expiring{rec.Session.ID, rec.Session.ExpiresAt})
+	s.dropDueLocked(s.now())
 	return nil
+}
+
+// dropDueLocked looks at up to two sessions at the front of the queue:
+// expired ones are removed, refreshed ones queued again with their new
+// expiry.
+func (s *MemoryStore) dropDueLocked(now time.Time) {
+	for range 2 {
+		if s.head == len(s.queue) || s.queue[s.head].due.After(now) {
+			return
+		}
+		it := s.queue[s.head]
+		s.queue[s.head] = expiring{}
+		s.head++
+		if rec, ok := s.byID[it.id]; ok {
+			if now.Before(rec.Session.ExpiresAt) {
+				s.queue = append(s.queue, expiring{it.id, rec.Session.ExpiresAt})
+			} else {
+				s.deleteLocked(rec)
+			}
+		}
+	}
+	if s.head > 1024 && s.head*2 > len(s.queue) {
+		s.queue = append(s.queue[:0], s.queue[s.head:]...)
+		s.head = 0
+	}
 }
 
 func (s *MemoryStore) putLocked(rec *Record) {
