@@ -3,6 +3,7 @@ package login
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -76,9 +77,10 @@ func (c *current) aal() string {
 }
 
 // wireSession is the session as clients see it: its identity embedded,
-// without credentials, active computed.
+// without credentials, active computed. It shares rec's and id's slices,
+// which are the caller's own copies.
 func (h *Handler) wireSession(rec *session.Record, id *session.Identity) *session.Session {
-	s := rec.Clone().Session
+	s := rec.Session
 	s.Active = rec.Valid(h.now()) && id.Active()
 	s.Identity = h.wireIdentity(id)
 	if s.AuthenticationMethods == nil {
@@ -90,16 +92,17 @@ func (h *Handler) wireSession(rec *session.Record, id *session.Identity) *sessio
 	return &s
 }
 
+// wireIdentity is the identity as clients see it, with its schema URL.
 func (h *Handler) wireIdentity(id *session.Identity) *session.Identity {
-	c := id.Clone()
+	c := *id
 	if c.SchemaID == "" {
 		c.SchemaID = "default"
 	}
 	c.SchemaURL = h.public + "/schemas/" + base64.RawURLEncoding.EncodeToString([]byte(c.SchemaID))
 	if len(c.Traits) == 0 {
-		c.Traits = []byte("{}")
+		c.Traits = json.RawMessage("{}")
 	}
-	return c
+	return &c
 }
 
 // whoami answers the current session (200, with the identity id in
