@@ -23,8 +23,12 @@ func (h *Handler) callback(x *exchange) (*response, error) {
 		Flows:      h.cfg.FlowStore,
 		Identities: h.cfg.IdentityStore,
 	})
-	if rec != nil && rec.Flow.Type == flow.TypeAPI {
-		x.json = true
+	x.seen.method = m.ID()
+	if rec != nil {
+		x.seeFlow(rec)
+		if rec.Flow.Type == flow.TypeAPI {
+			x.json = true
+		}
 	}
 	if err != nil {
 		var fe *FlowError
@@ -46,5 +50,6 @@ func (h *Handler) callback(x *exchange) (*response, error) {
 	if res.RedirectBrowserTo != "" {
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
-	return h.complete(x, rec, cur, res)
+	attempt := &Attempt{FlowID: rec.Flow.ID, FlowType: rec.Flow.Type, Method: m.ID(), ClientIP: h.clientIP(x.r), Request: x.r}
+	return h.complete(x, rec, cur, res, attempt)
 }

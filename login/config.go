@@ -1,6 +1,7 @@
 package login
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,27 @@ type Config struct {
 	// believed when recording a session's client address; nil means none:
 	// the connection's remote address is used.
 	TrustedProxies []netip.Prefix
+
+	// BeforeAttempt, when set, runs for every submission that passed field
+	// validation and the CSRF check, before any credential is checked: the
+	// place for a host's own throttling, captcha or IP policy. Returning an
+	// error refuses the attempt: Refuse(msg) puts msg on the flow, an
+	// *autherrors.Error is answered as that envelope, any other error is an
+	// internal error.
+	BeforeAttempt func(ctx context.Context, a *Attempt) error
+	// AfterFailure, when set, runs after a method refused the credentials
+	// (wrong password, unknown identifier); err is the refusal. It cannot
+	// change the answer.
+	AfterFailure func(ctx context.Context, a *Attempt, err error)
+	// AfterVerification, when set, runs after the credentials are verified
+	// and before the session is issued; returning an error refuses the
+	// login as BeforeAttempt does, for example
+	// Refuse(flow.AddressNotVerified()) for an unverified address (4000010).
+	AfterVerification func(ctx context.Context, a *Attempt, id *session.Identity) error
+	// OnEvent, when set, receives the outcome of every request the handler
+	// serves, for metrics or audit logs. It runs on the request's goroutine
+	// after the response is written; keep it fast.
+	OnEvent func(ctx context.Context, e Event)
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

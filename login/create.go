@@ -42,6 +42,7 @@ func (h *Handler) createBrowserFlow(x *exchange) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.seeFlow(rec)
 	if x.json {
 		return &response{status: http.StatusOK, body: &rec.Flow}, nil
 	}
@@ -59,6 +60,7 @@ func (h *Handler) createAPIFlow(x *exchange) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.seeFlow(rec)
 	return &response{status: http.StatusOK, body: &rec.Flow}, nil
 }
 
@@ -227,6 +229,7 @@ func (h *Handler) fetchFlow(x *exchange) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.seen.flowID, x.seen.flowType = f.ID, f.Type
 	return &response{status: http.StatusOK, body: f}, nil
 }
 

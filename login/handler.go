@@ -54,18 +54,19 @@ type Handler struct {
 
 func (h *Handler) routes() {
 	mux := http.NewServeMux()
-	mux.Handle("GET /self-service/login/browser", h.endpoint(h.createBrowserFlow))
-	mux.Handle("GET /self-service/login/api", h.endpoint(h.createAPIFlow))
-	mux.Handle("GET /self-service/login/flows", h.endpoint(h.fetchFlow))
-	mux.Handle("POST /self-service/login", h.endpoint(h.submit))
-	mux.Handle("GET /self-service/login", h.endpoint(h.submit)) // answered with a decode error, as Kratos does
-	mux.Handle("GET /self-service/errors", h.endpoint(h.fetchError))
-	mux.Handle("/sessions/whoami", h.endpoint(h.whoami))
-	mux.Handle("GET /self-service/logout/browser", h.endpoint(h.logoutURL))
-	mux.Handle("GET /self-service/logout", h.endpoint(h.logout))
-	mux.Handle("DELETE /self-service/logout/api", h.endpoint(h.logoutAPI))
-	mux.Handle("GET /self-service/methods/{method}/callback/{path...}", h.endpoint(h.callback))
-	mux.Handle("POST /self-service/methods/{method}/callback/{path...}", h.endpoint(h.callback))
+	mux.Handle("GET /self-service/login/browser", h.endpoint("login.create", h.createBrowserFlow))
+	mux.Handle("GET /self-service/login/api", h.endpoint("login.create", h.createAPIFlow))
+	mux.Handle("GET /self-service/login/flows", h.endpoint("login.fetch", h.fetchFlow))
+	mux.Handle("POST /self-service/login", h.endpoint("login.submit", h.submit))
+	mux.Handle("GET /self-service/login", h.endpoint("login.submit", h.submit)) // answered with a decode error, as Kratos does
+	mux.Handle("GET /self-service/errors", h.endpoint("error.fetch", h.fetchError))
+	mux.Handle("/sessions/whoami", h.endpoint("whoami", h.whoami))
+	mux.Handle("GET /self-service/logout/browser", h.endpoint("logout.url", h.logoutURL))
+	mux.Handle("GET /self-service/logout", h.endpoint("logout", h.logout))
+	mux.Handle("DELETE /self-service/logout/api", h.endpoint("logout.api", h.logoutAPI))
+	mux.Handle("GET /self-service/methods/{method}/callback/{path...}", h.endpoint("login.callback", h.callback))
+	mux.Handle("POST /self-service/methods/{method}/callback/{path...}", h.endpoint("login.callback", h.callback))
+	mux.HandleFunc("GET /.well-known/ory/webauthn.js", serveWebAuthnJS)
 	h.mux = mux
 }
 
@@ -78,12 +79,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // exchange is one request being answered: the request, how to answer
-// (JSON or redirects, decided by the endpoint as soon as it knows), and
-// cookies to set whatever the outcome.
+// (JSON or redirects, decided by the endpoint as soon as it knows), cookies
+// to set whatever the outcome, what the endpoint learned (for the event and
+// the log), and the status written.
 type exchange struct {
 	r       *http.Request
 	json    bool
 	cookies []*http.Cookie
+	seen    observation
+	status  int
 }
 
 // response is a successful outcome: a JSON body with a status, a 303 to
@@ -96,17 +100,28 @@ type response struct {
 }
 
 // endpoint adapts an endpoint function, which computes a response or an
-// error, to an http.Handler that writes it through write or fail.
-func (h *Handler) endpoint(fn func(*exchange) (*response, error)) http.Handler {
+// error, to an http.Handler that writes it through write or fail and then
+// reports the outcome.
+func (h *Handler) endpoint(action string, fn func(*exchange) (*response, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := &exchange{r: r}
+		x := &exchange{r: r, seen: observation{action: action}}
 		resp, err := fn(x)
 		if err != nil {
 			h.fail(w, x, err)
-			return
+		} else {
+			h.write(w, x, resp)
 		}
-		h.write(w, x, resp)
+		h.report(x, err)
 	})
+}
+
+// webAuthnJS is served at /.well-known/ory/webauthn.js, which UIs written
+// for Kratos load on every page; until passkeys exist it does nothing.
+const webAuthnJS = "// authflow: no WebAuthn or passkey methods are configured; this script intentionally does nothing.\n"
+
+func serveWebAuthnJS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	_, _ = w.Write([]byte(webAuthnJS))
 }
 
 func (h *Handler) now() time.Time { return h.cfg.Now().UTC() }

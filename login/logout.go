@@ -78,6 +78,7 @@ func (h *Handler) logout(x *exchange) (*response, error) {
 	if cur == nil {
 		return nil, autherrors.SessionInactive()
 	}
+	x.seeSession(cur.rec)
 	if !logoutTokenMatches(token, cur.token) {
 		return nil, autherrors.Forbidden("Unable to log out because the logout token in the URL query does not match the session cookie.")
 	}
@@ -115,6 +116,7 @@ func (h *Handler) logoutAPI(x *exchange) (*response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
+	x.seeSession(rec)
 	if err := h.cfg.SessionStore.RevokeSession(ctx, rec.Session.ID); err != nil && !errors.Is(err, session.ErrNotFound) {
 		return nil, fmt.Errorf("revoke session: %w", err)
 	}

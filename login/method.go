@@ -74,6 +74,10 @@ type Submission struct {
 	Session *session.Session
 	// Identities is the handler's identity store.
 	Identities IdentityStore
+	// Identifier is the normalised identifier of the attempt, for hooks
+	// (Attempt.Identifier) and throttling. A method that has one sets it in
+	// Validate.
+	Identifier string
 
 	fields  url.Values
 	decoder *form.Decoder

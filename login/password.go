@@ -168,11 +168,13 @@ func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
 	if len(raw) > MaxIdentifierLength {
 		fields["identifier"] = append(fields["identifier"], flow.TooLong(MaxIdentifierLength, len(raw)))
 	}
-	switch _, err := checkIdentifier(raw); {
+	switch normalized, err := NormalizeIdentifier(raw); {
 	case errors.Is(err, ErrEmptyIdentifier):
 		fields["identifier"] = append(fields["identifier"], flow.Missing("identifier"))
 	case err != nil:
 		fields["identifier"] = append(fields["identifier"], flow.IdentifierCharacters())
+	default:
+		s.Identifier = normalized
 	}
 	switch {
 	case f.Password == "":
@@ -190,9 +192,12 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 	f := m.fields(s)
 	raw := f.Identifier
 	invalid := &FlowError{Messages: []flow.Message{flow.InvalidCredentials()}, Values: map[string]string{"identifier": raw}}
-	identifier, err := NormalizeIdentifier(raw)
-	if err != nil { // Validate refused it already; keep the check local anyway.
-		return nil, invalid
+	identifier := s.Identifier
+	if identifier == "" { // Authenticate without Validate: normalise here.
+		var err error
+		if identifier, err = NormalizeIdentifier(raw); err != nil {
+			return nil, invalid
+		}
 	}
 	secret := []byte(f.Password)
 

@@ -79,11 +79,13 @@ func (h *Handler) write(w http.ResponseWriter, x *exchange, resp *response) {
 	}
 	switch {
 	case resp.location != "":
+		x.status = http.StatusSeeOther
 		w.Header().Set("Location", resp.location)
 		w.WriteHeader(http.StatusSeeOther)
 	case resp.body != nil:
-		h.writeJSON(w, resp.status, jsonUTF8Value, resp.body)
+		x.status = h.writeJSON(w, resp.status, jsonUTF8Value, resp.body)
 	default:
+		x.status = resp.status
 		w.WriteHeader(resp.status)
 	}
 }
@@ -93,7 +95,7 @@ var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // writeJSON encodes body completely before writing anything, so that an
 // encoding failure can still become a clean 500.
-func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType []string, body any) {
+func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType []string, body any) int {
 	buf := bufferPool.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= 64<<10 {
@@ -110,18 +112,20 @@ func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType []str
 	w.Header()["Content-Type"] = contentType
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+	return status
 }
 
-// fail is the one place that turns an error into the contract's response,
-// and the only place that logs it. API flows and JSON requests (x.json) get
-// JSON; browser forms get redirects: the flow to the login UI, anything
-// else forwarded to the error UI.
+// fail is the one place that turns an error into the contract's response
+// (report then logs it). API flows and JSON requests (x.json) get JSON;
+// browser forms get redirects: the flow to the login UI, anything else
+// forwarded to the error UI.
 func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 	ctx := x.r.Context()
 	for _, c := range x.cookies {
 		http.SetCookie(w, c)
 	}
 	redirect := func(to string) {
+		x.status = http.StatusSeeOther
 		w.Header().Set("Location", to)
 		w.WriteHeader(http.StatusSeeOther)
 	}
@@ -136,15 +140,13 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 	)
 	switch {
 	case errors.As(err, &ff):
-		h.logger().DebugContext(ctx, "login flow failed", "flow_id", ff.rec.Flow.ID, "error", ff.err)
 		if x.json {
-			h.writeJSON(w, http.StatusBadRequest, jsonUTF8Value, &ff.rec.Flow)
+			x.status = h.writeJSON(w, http.StatusBadRequest, jsonUTF8Value, &ff.rec.Flow)
 		} else {
 			redirect(withQuery(h.cfg.LoginUIURL, "flow", ff.rec.Flow.ID))
 		}
 		return
 	case errors.As(err, &ex):
-		h.logger().DebugContext(ctx, "login flow expired", "flow_id", ex.old.Flow.ID, "replacement", ex.replacement.Flow.ID)
 		if ex.old.Flow.Type == flow.TypeBrowser { // Part 1 rules 3 and 4: a fresh flow in the UI
 			redirect(withQuery(h.cfg.LoginUIURL, "flow", ex.replacement.Flow.ID))
 			return
@@ -170,13 +172,8 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 		}
 		env = autherrors.Envelope{Error: autherrors.BrowserLocationChangeRequired(lc.url), RedirectBrowserTo: lc.url}
 	case errors.As(err, &ae):
-		h.logger().DebugContext(ctx, "request refused", "status", ae.Code, "id", ae.ID, "reason", ae.Reason)
 		env.Error = ae
-	case errors.Is(err, context.Canceled):
-		h.logger().DebugContext(ctx, "request canceled", "error", err)
-		env.Error = autherrors.Internal()
-	default:
-		h.logger().ErrorContext(ctx, "login request failed", "method", x.r.Method, "path", x.r.URL.Path, "error", err)
+	default: // the cause is logged by report, never sent
 		env.Error = autherrors.Internal()
 	}
 
@@ -192,7 +189,7 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 		}
 	}
 	w.Header().Set("Ory-Error-Id", e.ID)
-	h.writeJSON(w, e.Code, jsonValue, &env)
+	x.status = h.writeJSON(w, e.Code, jsonValue, &env)
 }
 
 // forward stores e for the error UI and returns where to send the browser.

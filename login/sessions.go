@@ -116,6 +116,7 @@ func (h *Handler) whoami(x *exchange) (*response, error) {
 	if cur == nil {
 		return nil, autherrors.NoSessionCredentials()
 	}
+	x.seeSession(cur.rec)
 	return &response{
 		status: http.StatusOK,
 		body:   h.wireSession(cur.rec, cur.identity),

@@ -39,6 +39,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load flow: %w", err)
 	}
+	x.seeFlow(rec)
 	if rec.Flow.Type == flow.TypeAPI {
 		x.json = true // API flows always answer JSON
 	}
@@ -74,6 +75,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	if m == nil || (m == Method(h.password) && rec.Flow.RequestedAAL != flow.AAL1) {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.NoMethod()}})
 	}
+	x.seen.method = m.ID()
 	sub := &Submission{Request: r, Flow: rec, Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder}
 	if cur != nil {
 		sub.Session = h.wireSession(cur.rec, cur.identity)
@@ -90,17 +92,37 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	} else if err := checkAPIFlowRequest(r); err != nil {
 		return nil, h.methodError(x, rec, err)
 	}
-	// 9. The host's before-attempt hook comes here (issue 3).
+	attempt := &Attempt{
+		FlowID:     rec.Flow.ID,
+		FlowType:   rec.Flow.Type,
+		Method:     m.ID(),
+		Identifier: sub.Identifier,
+		ClientIP:   h.clientIP(r),
+		Request:    r,
+	}
+	if tp := fields.Get("transient_payload"); tp != "" {
+		attempt.TransientPayload = json.RawMessage(tp)
+	}
+	// 9. The host's before-attempt hook.
+	if h.cfg.BeforeAttempt != nil {
+		if err := h.cfg.BeforeAttempt(ctx, attempt); err != nil {
+			return nil, h.hookRefusal(x, rec, err)
+		}
+	}
 	// 10. Throttling comes here (issue 4; CONTRACT Part 1 rule 16).
-	// 11. Credentials.
+	// 11. Credentials; a refusal is reported to the after-failure hook.
 	res, err := m.Authenticate(ctx, sub)
 	if err != nil {
+		var fe *FlowError
+		if errors.As(err, &fe) && h.cfg.AfterFailure != nil {
+			h.cfg.AfterFailure(ctx, attempt, err)
+		}
 		return nil, h.methodError(x, rec, err)
 	}
 	if res.RedirectBrowserTo != "" {
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
-	return h.complete(x, rec, cur, res)
+	return h.complete(x, rec, cur, res, attempt)
 }
 
 // checkSignedIn is step 3: a valid session makes a new login pointless
@@ -233,12 +255,18 @@ type continueWith struct {
 // complete runs steps 12 to 15 for an authenticated identity: identity
 // state, return_to, the atomic completion with the session, the best-effort
 // work of the method, and the success answer.
-func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Result) (*response, error) {
+func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Result, attempt *Attempt) (*response, error) {
 	ctx := x.r.Context()
+	x.seen.identityID = res.Identity.ID
 	if !res.Identity.Active() {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.IdentityDisabled()}})
 	}
-	// 12. The host's after-verification hook comes here (issue 3).
+	// 12. The host's after-verification hook.
+	if h.cfg.AfterVerification != nil {
+		if err := h.cfg.AfterVerification(ctx, attempt, res.Identity); err != nil {
+			return nil, h.hookRefusal(x, rec, err)
+		}
+	}
 	// 13. return_to is checked again: the allow-list may have changed.
 	target := h.defaultReturn.String()
 	if rec.Flow.ReturnTo != "" {
@@ -269,6 +297,7 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 			h.logBestEffort(ctx, "after-login step failed", err, "identity_id", res.Identity.ID, "method", res.Method.Method)
 		}
 	}
+	x.seen.sessionID = s.Session.ID
 	wire := h.wireSession(s, res.Identity)
 	if rec.Flow.Type == flow.TypeAPI {
 		return &response{status: http.StatusOK, body: &nativeLogin{SessionToken: token, Session: wire}}, nil
