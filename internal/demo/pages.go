@@ -62,7 +62,6 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := loginView{Action: f.UI.Action, Method: f.UI.Method, Messages: f.UI.Messages, Refresh: f.Refresh}
-	focused := false
 	for _, n := range f.UI.Nodes {
 		nv := nodeView{Node: n, FieldID: "field-" + n.Attributes.Name, ErrorsID: "errors-" + n.Attributes.Name}
 		if n.Meta.Label != nil {
@@ -77,13 +76,33 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		case "submit", "button":
 			v.Buttons = append(v.Buttons, nv)
 		default:
-			if !focused {
-				nv.Autofocus, focused = true, true
-			}
 			v.Fields = append(v.Fields, nv)
 		}
 	}
+	if i := focusIndex(v.Fields); i >= 0 {
+		v.Fields[i].Autofocus = true
+	}
 	render(w, "login.html", v)
+}
+
+// focusIndex picks the field the page focuses: the first with an error,
+// else the first still empty (the password after a wrong one), else the
+// first; -1 when there are none.
+func focusIndex(fields []nodeView) int {
+	for i, f := range fields {
+		if len(f.Messages) > 0 {
+			return i
+		}
+	}
+	for i, f := range fields {
+		if f.Value == "" {
+			return i
+		}
+	}
+	if len(fields) > 0 {
+		return 0
+	}
+	return -1
 }
 
 type errorView struct {
