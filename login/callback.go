@@ -50,6 +50,5 @@ func (h *Handler) callback(x *exchange) (*response, error) {
 	if res.RedirectBrowserTo != "" {
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
-	attempt := &Attempt{FlowID: rec.Flow.ID, FlowType: rec.Flow.Type, Method: m.ID(), ClientIP: h.clientIP(x.r), Request: x.r}
-	return h.complete(x, rec, cur, res, attempt)
+	return h.complete(x, rec, cur, res, h.attempt(rec, m, &Submission{Request: x.r, Flow: rec}))
 }

@@ -1,9 +1,9 @@
 package login
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -121,20 +121,67 @@ func (x *exchange) seeSession(rec *session.Record) {
 }
 
 // report is the one place that logs a request's outcome and emits its
-// event: after write or fail has answered.
+// event: after write or fail has answered. It does nothing (and allocates
+// nothing) when there is neither an OnEvent hook nor an enabled log level
+// for the outcome.
 func (h *Handler) report(x *exchange, err error) {
 	ctx := x.r.Context()
+	outcome, ff, errorID := classify(err)
+	level := slog.LevelDebug
+	switch {
+	case outcome == OutcomeError:
+		level = slog.LevelError
+	case x.seen.action == "login.submit" || x.seen.action == "login.callback" || x.seen.action == "logout" || x.seen.action == "logout.api":
+		if outcome != OutcomeRefused && outcome != OutcomeAlreadySignedIn {
+			level = slog.LevelInfo
+		}
+	}
+	logging := h.logger().Enabled(ctx, level)
+	if !logging && h.cfg.OnEvent == nil {
+		return
+	}
 	e := Event{
 		Time:       h.now(),
 		Action:     x.seen.action,
-		Outcome:    OutcomeSuccess,
+		Outcome:    outcome,
 		Status:     x.status,
 		FlowID:     x.seen.flowID,
 		FlowType:   x.seen.flowType,
 		Method:     x.seen.method,
 		IdentityID: x.seen.identityID,
 		SessionID:  x.seen.sessionID,
+		ErrorID:    errorID,
 		ClientIP:   h.clientIP(x.r),
+	}
+	if ff != nil {
+		e.Messages = messageIDs(&ff.rec.Flow.UI)
+	}
+	if logging {
+		attrs := make([]slog.Attr, 0, 10)
+		attrs = append(attrs, slog.String("action", e.Action), slog.String("outcome", string(e.Outcome)), slog.Int("status", e.Status))
+		for _, kv := range [...][2]string{{"flow_id", e.FlowID}, {"method", e.Method}, {"identity_id", e.IdentityID}, {"session_id", e.SessionID}, {"error_id", e.ErrorID}} {
+			if kv[1] != "" {
+				attrs = append(attrs, slog.String(kv[0], kv[1]))
+			}
+		}
+		if len(e.Messages) > 0 {
+			attrs = append(attrs, slog.Any("messages", e.Messages))
+		}
+		if outcome == OutcomeError {
+			attrs = append(attrs, slog.Any("error", err))
+		}
+		h.logger().LogAttrs(ctx, level, "authflow "+e.Action, attrs...)
+	}
+	if h.cfg.OnEvent != nil {
+		h.cfg.OnEvent(ctx, e)
+	}
+}
+
+// classify maps an endpoint's error to its outcome, the flow failure it
+// carries, and the error id it was answered with.
+func classify(err error) (Outcome, *flowFailure, string) {
+	if err == nil {
+		return OutcomeSuccess, nil, ""
 	}
 	var (
 		ff *flowFailure
@@ -144,47 +191,18 @@ func (h *Handler) report(x *exchange, err error) {
 		ae *autherrors.Error
 	)
 	switch {
-	case err == nil:
 	case errors.As(err, &ff):
-		e.Outcome = OutcomeFlowError
-		e.Messages = messageIDs(&ff.rec.Flow.UI)
+		return OutcomeFlowError, ff, ""
 	case errors.As(err, &ex):
-		e.Outcome = OutcomeExpired
+		return OutcomeExpired, nil, ""
 	case errors.As(err, &as):
-		e.Outcome, e.ErrorID = OutcomeAlreadySignedIn, autherrors.IDSessionAlreadyAvailable
+		return OutcomeAlreadySignedIn, nil, autherrors.IDSessionAlreadyAvailable
 	case errors.As(err, &lc):
-		e.Outcome, e.ErrorID = OutcomeRedirect, autherrors.IDBrowserLocationChangeRequired
+		return OutcomeRedirect, nil, autherrors.IDBrowserLocationChangeRequired
 	case errors.As(err, &ae) && ae.Code < http.StatusInternalServerError:
-		e.Outcome, e.ErrorID = OutcomeRefused, ae.ID
-	case errors.Is(err, context.Canceled):
-		e.Outcome = OutcomeError
+		return OutcomeRefused, nil, ae.ID
 	default:
-		e.Outcome = OutcomeError
-	}
-
-	attrs := []any{"action", e.Action, "outcome", string(e.Outcome), "status", e.Status}
-	for _, kv := range [][2]string{{"flow_id", e.FlowID}, {"method", e.Method}, {"identity_id", e.IdentityID}, {"session_id", e.SessionID}, {"error_id", e.ErrorID}} {
-		if kv[1] != "" {
-			attrs = append(attrs, kv[0], kv[1])
-		}
-	}
-	if len(e.Messages) > 0 {
-		attrs = append(attrs, "messages", e.Messages)
-	}
-	switch e.Outcome {
-	case OutcomeError:
-		h.logger().ErrorContext(ctx, "authflow request failed", append(attrs, "error", err)...)
-	case OutcomeSuccess, OutcomeFlowError, OutcomeExpired, OutcomeRedirect:
-		if e.Action == "login.submit" || e.Action == "login.callback" || e.Action == "logout" || e.Action == "logout.api" {
-			h.logger().InfoContext(ctx, "authflow "+e.Action, attrs...)
-		} else {
-			h.logger().DebugContext(ctx, "authflow "+e.Action, attrs...)
-		}
-	default:
-		h.logger().DebugContext(ctx, "authflow "+e.Action, attrs...)
-	}
-	if h.cfg.OnEvent != nil {
-		h.cfg.OnEvent(ctx, e)
+		return OutcomeError, nil, ""
 	}
 }
 

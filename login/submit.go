@@ -92,17 +92,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	} else if err := checkAPIFlowRequest(r); err != nil {
 		return nil, h.methodError(x, rec, err)
 	}
-	attempt := &Attempt{
-		FlowID:     rec.Flow.ID,
-		FlowType:   rec.Flow.Type,
-		Method:     m.ID(),
-		Identifier: sub.Identifier,
-		ClientIP:   h.clientIP(r),
-		Request:    r,
-	}
-	if tp := fields.Get("transient_payload"); tp != "" {
-		attempt.TransientPayload = json.RawMessage(tp)
-	}
+	attempt := h.attempt(rec, m, sub)
 	// 9. The host's before-attempt hook.
 	if h.cfg.BeforeAttempt != nil {
 		if err := h.cfg.BeforeAttempt(ctx, attempt); err != nil {
@@ -123,6 +113,26 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
 	return h.complete(x, rec, cur, res, attempt)
+}
+
+// attempt describes the submission to the hooks; nil when none is
+// configured, which spares its cost.
+func (h *Handler) attempt(rec *flow.Record, m Method, sub *Submission) *Attempt {
+	if h.cfg.BeforeAttempt == nil && h.cfg.AfterFailure == nil && h.cfg.AfterVerification == nil {
+		return nil
+	}
+	a := &Attempt{
+		FlowID:     rec.Flow.ID,
+		FlowType:   rec.Flow.Type,
+		Method:     m.ID(),
+		Identifier: sub.Identifier,
+		ClientIP:   h.clientIP(sub.Request),
+		Request:    sub.Request,
+	}
+	if tp := sub.Field("transient_payload"); tp != "" {
+		a.TransientPayload = json.RawMessage(tp)
+	}
+	return a
 }
 
 // checkSignedIn is step 3: a valid session makes a new login pointless
