@@ -149,6 +149,7 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	mux := http.NewServeMux()
 	mux.Handle(prefix+"/self-service/", http.StripPrefix(prefix, h))
 	mux.Handle(prefix+"/sessions/", http.StripPrefix(prefix, h))
+	mux.Handle("GET "+prefix+"/.well-known/ory/", http.StripPrefix(prefix, h))
 	mux.Handle("GET "+prefix+"/login", http.HandlerFunc(s.loginPage))
 	mux.Handle("GET "+prefix+"/error", http.HandlerFunc(s.errorPage))
 	mux.Handle("GET "+prefix+"/welcome", h.Middleware(http.HandlerFunc(s.welcomePage)))

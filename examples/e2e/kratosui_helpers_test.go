@@ -1,0 +1,479 @@
+package e2e_test
+
+// Helpers of kratosui_test.go: the example server and the Node UI of
+// examples/kratos-ui as real processes, a real headless Chromium driven by
+// chromedp, what each tab's pages did (exceptions, console errors, network
+// answers), and screenshots. They follow browser_helpers_test.go, which is in
+// the internal package; every name starts with "kui".
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	// kuiStepTimeout bounds one browser step (a navigation, a wait, a click).
+	kuiStepTimeout = 15 * time.Second
+	// kuiStartTimeout bounds the wait for a process's "listening on" line.
+	kuiStartTimeout = 30 * time.Second
+	// kuiNpmTimeout bounds `npm ci`.
+	kuiNpmTimeout = 5 * time.Minute
+)
+
+// kuiRequired returns the path of a tool the test cannot run without. It
+// skips the test when the tool is missing, except on CI (CI=true), which must
+// always run it.
+func kuiRequired(t *testing.T, how string, names ...string) string {
+	t.Helper()
+	for _, name := range names {
+		if found, err := exec.LookPath(name); err == nil {
+			return found
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(how)
+	}
+	t.Skip(how)
+	return ""
+}
+
+// kuiFindChromium returns the Chromium to run: $CHROMIUM_PATH, else the first
+// of chromium, chromium-browser and google-chrome on the PATH.
+func kuiFindChromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM_PATH"); p != "" {
+		found, err := exec.LookPath(p)
+		require.NoError(t, err, "CHROMIUM_PATH=%q is not an executable", p)
+		return found
+	}
+	return kuiRequired(t, "no Chromium found (looked for $CHROMIUM_PATH, chromium, chromium-browser, google-chrome): "+
+		"install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH; CI always runs this test",
+		"chromium", "chromium-browser", "google-chrome")
+}
+
+// kuiUIDir is examples/kratos-ui, the Node app under test.
+func kuiUIDir(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	return filepath.Join(wd, "..", "kratos-ui")
+}
+
+// kuiEnsureNodeModules runs `npm ci` in the UI's directory when its
+// node_modules is missing, so that `go test` needs nothing done beforehand.
+func kuiEnsureNodeModules(t *testing.T, npm, dir string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err == nil {
+		return
+	} else if !errors.Is(err, os.ErrNotExist) {
+		require.NoError(t, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kuiNpmTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "npm ci in %s failed:\n%s", dir, out)
+	t.Logf("npm ci in %s took %v", dir, time.Since(start).Round(time.Millisecond))
+}
+
+// kuiBuildServer builds examples/server (in its own module, as `go run
+// ./examples/server` does) and returns the binary's path.
+func kuiBuildServer(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	require.NoError(t, err, "the go command is needed to build the example server")
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	bin := filepath.Join(t.TempDir(), "server")
+	cmd := exec.Command(goTool, "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join(wd, "..", "server")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build of the example server (in %s) failed:\n%s", cmd.Dir, out)
+	t.Logf("built the example server in %v", time.Since(start).Round(time.Millisecond))
+	return bin
+}
+
+// kuiFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func kuiFreePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	return port
+}
+
+// kuiLockedBuffer collects a process's output for failure logs.
+type kuiLockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *kuiLockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *kuiLockedBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// kuiStartProcess starts cmd, waits for the line starting with "listening on "
+// on its standard output and returns that line. The process is interrupted
+// (then killed) when the test ends, and its output is logged if the test
+// failed.
+func kuiStartProcess(t *testing.T, name string, cmd *exec.Cmd) string {
+	t.Helper()
+	stdoutR, stdoutW := io.Pipe()
+	output := &kuiLockedBuffer{}
+	cmd.Stdout = io.MultiWriter(stdoutW, output)
+	cmd.Stderr = output
+	require.NoError(t, cmd.Start(), "start %s", name)
+
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		_ = stdoutW.Close()
+		close(exited)
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdoutR)
+		sent := false
+		for sc.Scan() {
+			if !sent && strings.HasPrefix(sc.Text(), "listening on ") {
+				lines <- sc.Text()
+				sent = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdoutR)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, output.tail(16<<10))
+		}
+	})
+
+	select {
+	case line := <-lines:
+		return line
+	case <-exited:
+		t.Fatalf("%s exited before it listened: %v\n%s", name, waitErr, output.tail(16<<10))
+	case <-time.After(kuiStartTimeout):
+		t.Fatalf("%s printed no \"listening on\" line within %v:\n%s", name, kuiStartTimeout, output.tail(16<<10))
+	}
+	return ""
+}
+
+// kuiStartAuthflow starts the example server on a free port, with the fast
+// bcrypt hasher and its UI pages at the Node UI's origin ui, plus the extra
+// flags, and returns its public URL.
+func kuiStartAuthflow(t *testing.T, bin, ui string, extra ...string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(kuiFreePort(t))
+	args := append([]string{
+		"-addr", addr,
+		"-hasher", "bcrypt", "-bcrypt-cost", "4",
+		"-ui-url", ui + "/login",
+		"-error-url", ui + "/error",
+		"-default-return-url", ui + "/welcome",
+		"-allowed-return-url", ui + "/",
+	}, extra...)
+	line := kuiStartProcess(t, fmt.Sprintf("example server %v", args), exec.Command(bin, args...))
+	public := strings.TrimSuffix(strings.TrimPrefix(line, "listening on "), "/")
+	require.Equal(t, "http://"+addr, public, "the public URL the example server announced")
+	t.Logf("example server %v listening on %s", args, public)
+	return public
+}
+
+// kuiStartUI starts `node server.js` in dir on port with KRATOS_PUBLIC_URL
+// set to kratos, and waits until it answers.
+func kuiStartUI(t *testing.T, node, dir string, port int, kratos string) string {
+	t.Helper()
+	ui := "http://127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(node, "server.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "KRATOS_PUBLIC_URL="+kratos, "PORT="+strconv.Itoa(port), "NODE_ENV=production")
+	start := time.Now()
+	kuiStartProcess(t, "kratos-ui (node server.js, KRATOS_PUBLIC_URL="+kratos+")", cmd)
+
+	// Listening is not answering: poll a static file of Ory Elements.
+	deadline := time.Now().Add(kuiStartTimeout)
+	for {
+		resp, err := http.Get(ui + "/ory-elements/style.css")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode, "the UI serves Ory Elements' style.css")
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the UI at %s does not answer: %v", ui, err)
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("kratos-ui for %s answers at %s after %v", kratos, ui, time.Since(start).Round(time.Millisecond))
+	return ui
+}
+
+// kuiStartBrowser starts one headless Chromium with the flags of
+// browser_helpers_test.go and a new empty profile.
+func kuiStartBrowser(t *testing.T, ctx context.Context, execPath string) context.Context {
+	t.Helper()
+	profile := t.TempDir()
+	output := &kuiLockedBuffer{}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(execPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(profile),
+		chromedp.CombinedOutput(output),
+	)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+		if t.Failed() {
+			t.Logf("chromium output:\n%s", output.tail(8<<10))
+		}
+	})
+	start := time.Now()
+	require.NoError(t, chromedp.Do(browserCtx), "start chromium %s", execPath)
+	version, err := chromedp.Run(browserCtx, chromedp.Evaluate[string]("navigator.userAgent"))
+	require.NoError(t, err)
+	t.Logf("started %s in %v (%s)", execPath, time.Since(start).Round(time.Millisecond), version)
+	return browserCtx
+}
+
+// kuiPageLog is what the pages of one tab did: uncaught exceptions, errors
+// on the console or in the browser log, and the outcome of every request.
+type kuiPageLog struct {
+	mu         sync.Mutex
+	exceptions []string
+	errors     []string
+	urls       map[network.RequestID]string
+	outcomes   map[string][]string // by URL, in order: "200", or "failed: <error> <blocked reason>"
+}
+
+func (l *kuiPageLog) record(ev any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch e := ev.(type) {
+	case *runtime.EventExceptionThrown:
+		d := e.ExceptionDetails
+		text := d.Text
+		if d.Exception != nil && d.Exception.Description != "" {
+			text += " " + d.Exception.Description
+		}
+		l.exceptions = append(l.exceptions, fmt.Sprintf("%s (%s:%d:%d)", text, d.URL, d.LineNumber+1, d.ColumnNumber+1))
+	case *runtime.EventConsoleAPICalled:
+		if e.Type == runtime.ConsoleAPICalledTypeError {
+			parts := make([]string, 0, len(e.Args))
+			for _, a := range e.Args {
+				if a.Description != "" {
+					parts = append(parts, a.Description)
+				} else {
+					parts = append(parts, string(a.Value))
+				}
+			}
+			l.errors = append(l.errors, "console.error: "+strings.Join(parts, " "))
+		}
+	case *log.EventEntryAdded:
+		if e.Entry.Level == log.EntryLevelError {
+			l.errors = append(l.errors, fmt.Sprintf("%s: %s %s", e.Entry.Source, e.Entry.Text, e.Entry.URL))
+		}
+	case *network.EventRequestWillBeSent:
+		l.urls[e.RequestID] = e.Request.URL
+	case *network.EventResponseReceived:
+		l.outcomes[e.Response.URL] = append(l.outcomes[e.Response.URL], strconv.FormatInt(e.Response.Status, 10))
+	case *network.EventLoadingFailed:
+		// A blocked response (a cross-origin script answered with an error
+		// page is blocked by ORB) fires no responseReceived, only this.
+		if u, ok := l.urls[e.RequestID]; ok {
+			l.outcomes[u] = append(l.outcomes[u], strings.TrimSpace("failed: "+e.ErrorText+" "+string(e.BlockedReason)))
+		}
+	}
+}
+
+// Exceptions returns the uncaught exceptions so far.
+func (l *kuiPageLog) Exceptions() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.exceptions...)
+}
+
+// Errors returns the console and browser-log errors so far.
+func (l *kuiPageLog) Errors() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.errors...)
+}
+
+// Outcomes returns the outcomes of the requests for rawURL so far: the
+// response's status, or why it failed.
+func (l *kuiPageLog) Outcomes(rawURL string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.outcomes[rawURL]...)
+}
+
+// kuiTab opens a tab in a new browser context (no cookies shared with other
+// tabs) and records what its pages do. It closes when the test ends.
+func kuiTab(t *testing.T, browserCtx context.Context) (context.Context, *kuiPageLog) {
+	t.Helper()
+	tab, cancel := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	pages := &kuiPageLog{urls: map[network.RequestID]string{}, outcomes: map[string][]string{}}
+	require.NoError(t, chromedp.Listen(tab, pages.record), "listen to the tab's events")
+	require.NoError(t, chromedp.Do(tab), "open a tab in a new browser context")
+	t.Cleanup(func() {
+		if errs := pages.Errors(); len(errs) > 0 {
+			t.Logf("console and browser-log errors of the tab:\n  %s", strings.Join(errs, "\n  "))
+		}
+	})
+	return tab, pages
+}
+
+// kuiDo runs actions in the tab with a per-step timeout.
+func kuiDo(t *testing.T, tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
+	defer cancel()
+	require.NoError(t, chromedp.Do(ctx, actions...), what)
+}
+
+// kuiRun runs one action that returns a value, with a per-step timeout.
+func kuiRun[T any](t *testing.T, tab context.Context, what string, action chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, action)
+	require.NoError(t, err, what)
+	return v
+}
+
+// kuiNavigate runs actions that make the page navigate, waits until the last
+// page of any redirect chain has loaded, checks that it answered 200 with
+// HTML and that the address bar shows it, and returns its URL.
+func kuiNavigate(t *testing.T, tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) *url.URL {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, actions...)
+	require.NoError(t, err, what)
+	require.NotNil(t, resp, what)
+	require.EqualValues(t, 200, resp.Status, "%s: status of %s", what, resp.URL)
+	require.Contains(t, resp.MimeType, "text/html", "%s: %s", what, resp.URL)
+	u, err := url.Parse(resp.URL)
+	require.NoError(t, err)
+	loc := kuiRun(t, tab, "read location", chromedp.Location())
+	require.Equal(t, resp.URL, loc, "%s: the address bar", what)
+	return u
+}
+
+// kuiText returns document.body.innerText, the text a user sees.
+func kuiText(t *testing.T, tab context.Context) string {
+	t.Helper()
+	return kuiRun(t, tab, "read the page text", chromedp.Evaluate[string]("document.body.innerText"))
+}
+
+// kuiCookies returns the browser's cookies for the URL, by name.
+func kuiCookies(t *testing.T, tab context.Context, rawURL string) map[string]*network.Cookie {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
+	defer cancel()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{rawURL}})
+	require.NoError(t, err, "Network.getCookies")
+	m := make(map[string]*network.Cookie, len(res.Cookies))
+	for _, c := range res.Cookies {
+		m[c.Name] = c
+	}
+	return m
+}
+
+// kuiScreenshotDir returns $AUTHFLOW_SCREENSHOTS (created if needed), else a
+// new temporary directory that is kept after the test.
+func kuiScreenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("AUTHFLOW_SCREENSHOTS")
+	if dir != "" {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+	} else {
+		var err error
+		dir, err = os.MkdirTemp("", "authflow-screenshots-")
+		require.NoError(t, err)
+	}
+	abs, err := filepath.Abs(dir)
+	require.NoError(t, err)
+	t.Logf("screenshots go to %s (kept; set AUTHFLOW_SCREENSHOTS to choose the directory)", abs)
+	return abs
+}
+
+// kuiScreenshot saves a full-page PNG of the tab as dir/name.
+func kuiScreenshot(t *testing.T, tab context.Context, dir, name string) {
+	t.Helper()
+	png := kuiRun(t, tab, "screenshot "+name, chromedp.FullScreenshot(100))
+	require.True(t, bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")), "screenshot %s is not a PNG", name)
+	path := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(path, png, 0o644))
+	t.Logf("screenshot: %s", path)
+}
+
+// kuiSleepUntil waits until the deadline, or fails when ctx ends first.
+func kuiSleepUntil(t *testing.T, ctx context.Context, deadline time.Time) {
+	t.Helper()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		require.NoError(t, errors.Join(ctx.Err(), fmt.Errorf("while waiting until %v", deadline)))
+	}
+}
