@@ -13,9 +13,15 @@ import (
 	autherrors "github.com/authflow/authflow/errors"
 )
 
-// MaxBodyBytes is the largest request body the handler reads; larger bodies
-// are answered 413 before anything else happens (CONTRACT Part 1 rule 15).
-const MaxBodyBytes = 1 << 20
+// Limits of submitted bodies. A body over MaxBodyBytes is answered 413
+// before anything else happens (CONTRACT Part 1 rule 15); one with more
+// than MaxFormFields fields or nested deeper than MaxJSONDepth is
+// undecodable (message 4000001).
+const (
+	MaxBodyBytes  = 1 << 20
+	MaxFormFields = 64
+	MaxJSONDepth  = 32
+)
 
 // readBody reads r's body, up to MaxBodyBytes; a larger one is a 413.
 func readBody(r *http.Request) ([]byte, error) {
@@ -57,6 +63,9 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 			return nil, reason
 		}
 	case "application/x-www-form-urlencoded":
+		if n := bytes.Count(body, []byte("&")) + bytes.Count(body, []byte(";")) + 1; n > MaxFormFields {
+			return nil, fmt.Sprintf("Unable to decode the form body: it has more than %d fields.", MaxFormFields)
+		}
 		var err error
 		if fields, err = url.ParseQuery(string(body)); err != nil {
 			return nil, "Unable to decode the form body: " + err.Error()
@@ -101,9 +110,15 @@ func decodeJSONFields(body []byte) (url.Values, string) {
 	default:
 		return nil, "Unable to decode form as JSON."
 	}
+	if jsonDepth(trimmed) > MaxJSONDepth {
+		return nil, fmt.Sprintf("Unable to decode form as JSON: it is nested deeper than %d levels.", MaxJSONDepth)
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil {
 		return nil, "Unable to decode form as JSON."
+	}
+	if len(obj) > MaxFormFields {
+		return nil, fmt.Sprintf("Unable to decode form as JSON: it has more than %d fields.", MaxFormFields)
 	}
 	fields := make(url.Values, len(obj))
 	for k, v := range obj {
@@ -132,4 +147,29 @@ func jsonString(v json.RawMessage) (string, bool) {
 	var s string
 	err := json.Unmarshal(v, &s)
 	return s, err == nil
+}
+
+// jsonDepth returns the deepest nesting of objects and arrays in b, which
+// need not be valid JSON; brackets inside strings do not count.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }

@@ -1,11 +1,13 @@
 package login
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -105,7 +107,7 @@ type response struct {
 func (h *Handler) endpoint(action string, fn func(*exchange) (*response, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		x := &exchange{r: r, seen: observation{action: action}}
-		resp, err := fn(x)
+		resp, err := h.call(fn, x)
 		if err != nil {
 			h.fail(w, x, err)
 		} else {
@@ -114,6 +116,29 @@ func (h *Handler) endpoint(action string, fn func(*exchange) (*response, error))
 		h.report(x, err)
 	})
 }
+
+// call runs an endpoint, turning a panic in it (or in a store, hook or
+// hasher it calls) into an internal error, so that the client gets the
+// generic 500 and the log gets the panic with its stack.
+func (h *Handler) call(fn func(*exchange) (*response, error), x *exchange) (resp *response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			resp, err = nil, &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return fn(x)
+}
+
+// panicError is a recovered panic; it is logged, never sent.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.value, e.stack) }
 
 // webAuthnJS is served at /.well-known/ory/webauthn.js, which UIs written
 // for Kratos load on every page; until passkeys exist it does nothing.

@@ -182,7 +182,10 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 		e.Request = x.r.Header.Get("X-Request-ID")
 	}
 	env.Error = &e
-	if !x.json && e.Code != http.StatusRequestEntityTooLarge {
+	// Browser forms see client errors on the error UI. A 413 and every
+	// internal error are answered directly: the store that keeps forwarded
+	// errors may be the one failing.
+	if !x.json && e.Code != http.StatusRequestEntityTooLarge && e.Code < http.StatusInternalServerError {
 		if to, ok := h.forward(ctx, &e); ok {
 			redirect(to)
 			return
