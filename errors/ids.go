@@ -106,6 +106,14 @@ func BrowserLocationChangeRequired(url string) *Error {
 		"browser location change required")
 }
 
+// TooManyAttempts is the 429 of a throttled login attempt; the response
+// carries Retry-After with the same seconds.
+func TooManyAttempts(seconds int) *Error {
+	return newError(http.StatusTooManyRequests, IDTooManyAttempts,
+		fmt.Sprintf("Too many failed attempts. Please try again in %d seconds.", seconds),
+		"too many failed login attempts")
+}
+
 // NotFound is the 404 of an unknown flow or forwarded error.
 func NotFound() *Error {
 	return newError(http.StatusNotFound, "", "", "Unable to locate the resource")

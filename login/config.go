@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"strings"
 	"time"
 
@@ -99,6 +100,18 @@ type Config struct {
 	// the connection's remote address is used.
 	TrustedProxies []netip.Prefix
 
+	// Limiter throttles password guessing; nil means a MemoryLimiter with
+	// the default Limits (5 free failures per identifier and address, then
+	// a doubling delay; at most 100 failures per identifier and hour).
+	Limiter Limiter
+	// DisableThrottling turns the Limiter off.
+	DisableThrottling bool
+	// MaxConcurrentHashes bounds how many password hashes are computed at
+	// once, so that a burst of logins queues instead of exhausting memory
+	// (argon2id is memory-hard); 0 means runtime.NumCPU(). A request whose
+	// context ends while it waits gives up.
+	MaxConcurrentHashes int
+
 	// BeforeAttempt, when set, runs for every submission that passed field
 	// validation and the CSRF check, before any credential is checked: the
 	// place for a host's own throttling, captcha or IP policy. Returning an
@@ -187,6 +200,21 @@ func New(cfg Config) (*Handler, error) {
 	if h.cfg.Hasher == nil {
 		h.cfg.Hasher = password.Argon2id{}
 	}
+	if h.cfg.MaxConcurrentHashes < 0 {
+		return nil, errors.New("login: MaxConcurrentHashes must not be negative")
+	}
+	if h.cfg.MaxConcurrentHashes == 0 {
+		h.cfg.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	h.hasher = newLimitedHasher(h.cfg.Hasher, h.cfg.MaxConcurrentHashes)
+	switch {
+	case h.cfg.DisableThrottling:
+		h.limiter = nil
+	case h.cfg.Limiter != nil:
+		h.limiter = h.cfg.Limiter
+	default:
+		h.limiter = NewMemoryLimiter(Limits{Now: h.now})
+	}
 	h.sessionCookieName = cookieName(cfg.SessionCookieName, DefaultSessionCookieName, h.secure, cfg.CookieDomain)
 	h.csrfCookieName = cookieName(cfg.CSRFCookieName, DefaultCSRFCookieName, h.secure, cfg.CookieDomain)
 
@@ -196,7 +224,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h.methods = map[string]Method{}
 	if !cfg.DisablePassword {
-		h.password = &passwordMethod{hasher: h.cfg.Hasher, label: label, logger: h.cfg.Logger}
+		h.password = &passwordMethod{hasher: h.hasher, label: label, logger: h.cfg.Logger}
 		h.order = append(h.order, h.password)
 	}
 	for _, m := range cfg.Methods {

@@ -14,6 +14,7 @@ import (
 	"github.com/go-playground/form/v4"
 
 	"github.com/authflow/authflow/internal/returnto"
+	"github.com/authflow/authflow/login/password"
 )
 
 // Handler serves the self-service login flow. It is safe for concurrent
@@ -48,6 +49,8 @@ type Handler struct {
 	sessionCookieName string
 	csrfCookieName    string
 	password          *passwordMethod   // nil when disabled
+	hasher            password.Hasher   // the configured one, behind the concurrency limit
+	limiter           Limiter           // nil when throttling is off
 	order             []Method          // node order
 	methods           map[string]Method // by ID
 	decoder           *form.Decoder

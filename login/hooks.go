@@ -189,8 +189,11 @@ func classify(err error) (Outcome, *flowFailure, string) {
 		as *alreadySignedIn
 		lc *locationChange
 		ae *autherrors.Error
+		th *throttled
 	)
 	switch {
+	case errors.As(err, &th):
+		return OutcomeRefused, nil, autherrors.IDTooManyAttempts
 	case errors.As(err, &ff):
 		return OutcomeFlowError, ff, ""
 	case errors.As(err, &ex):

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ type expiredFlow struct {
 }
 
 func (e *expiredFlow) Error() string { return "login: flow " + e.old.Flow.ID + " expired" }
+
+// throttled is an attempt refused by the limiter: 429 with Retry-After.
+type throttled struct{ seconds int }
+
+func (e *throttled) Error() string { return "login: throttled" }
 
 // alreadySignedIn answers a signed-in client that asks to log in again:
 // session_already_available, or a 303 to redirect for browser forms.
@@ -136,9 +142,13 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 		as  *alreadySignedIn
 		lc  *locationChange
 		ae  *autherrors.Error
+		th  *throttled
 		env autherrors.Envelope
 	)
 	switch {
+	case errors.As(err, &th):
+		w.Header().Set("Retry-After", strconv.Itoa(th.seconds))
+		env.Error = autherrors.TooManyAttempts(th.seconds)
 	case errors.As(err, &ff):
 		if x.json {
 			x.status = h.writeJSON(w, http.StatusBadRequest, jsonUTF8Value, &ff.rec.Flow)

@@ -99,20 +99,71 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 			return nil, h.hookRefusal(x, rec, err)
 		}
 	}
-	// 10. Throttling comes here (issue 4; CONTRACT Part 1 rule 16).
-	// 11. Credentials; a refusal is reported to the after-failure hook.
+	// 10. Throttling, before any hash is computed.
+	key := LimitKey{Identifier: sub.Identifier, ClientIP: h.clientIP(r)}
+	if err := h.throttle(x, rec, key); err != nil {
+		return nil, err
+	}
+	// 11. Credentials; wrong ones count for throttling and are reported to
+	// the after-failure hook.
 	res, err := m.Authenticate(ctx, sub)
 	if err != nil {
 		var fe *FlowError
-		if errors.As(err, &fe) && h.cfg.AfterFailure != nil {
-			h.cfg.AfterFailure(ctx, attempt, err)
+		if errors.As(err, &fe) && invalidCredentials(fe) {
+			if h.limiter != nil && key.Identifier != "" {
+				if lerr := h.limiter.Failure(ctx, key); lerr != nil {
+					return nil, fmt.Errorf("record failure: %w", lerr)
+				}
+			}
+			if h.cfg.AfterFailure != nil {
+				h.cfg.AfterFailure(ctx, attempt, err)
+			}
 		}
 		return nil, h.methodError(x, rec, err)
 	}
 	if res.RedirectBrowserTo != "" {
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
-	return h.complete(x, rec, cur, res, attempt)
+	resp, err := h.complete(x, rec, cur, res, attempt)
+	if err == nil && h.limiter != nil && key.Identifier != "" {
+		if lerr := h.limiter.Success(ctx, key); lerr != nil {
+			h.logBestEffort(ctx, "record login for throttling", lerr, "identity_id", res.Identity.ID)
+		}
+	}
+	return resp, err
+}
+
+// throttle is step 10 (CONTRACT Part 1 rule 16): an attempt the limiter
+// refuses gets 429 too_many_attempts with Retry-After, or, for forms, the
+// flow with message 4019001. Attempts without an identifier are not
+// throttled here.
+func (h *Handler) throttle(x *exchange, rec *flow.Record, key LimitKey) error {
+	if h.limiter == nil || key.Identifier == "" {
+		return nil
+	}
+	wait, err := h.limiter.Check(x.r.Context(), key)
+	if err != nil {
+		return fmt.Errorf("check throttling: %w", err)
+	}
+	if wait <= 0 {
+		return nil
+	}
+	seconds := int((wait + time.Second - 1) / time.Second)
+	if x.json {
+		return &throttled{seconds: seconds}
+	}
+	return h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.TooManyAttempts(seconds)}})
+}
+
+// invalidCredentials reports whether a method's refusal is wrong
+// credentials (4000006), the only refusal throttling counts.
+func invalidCredentials(fe *FlowError) bool {
+	for _, m := range fe.Messages {
+		if m.ID == flow.IDInvalidCredentials {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt describes the submission to the hooks; nil when none is

@@ -325,6 +325,7 @@ func TestSubmitConcurrent(t *testing.T) {
 			logs := &subBuffer{}
 			e := newEnv(t, func(c *login.Config) {
 				c.Logger = subDebugLogger(logs)
+				c.DisableThrottling = true // 50 failures at once would be throttled; this is about the race
 				if tt.yielding {
 					c.FlowStore = subYieldingFlowStore{c.FlowStore.(*flow.MemoryStore)}
 				}
