@@ -37,6 +37,8 @@ type Options struct {
 	SessionCookie     string // "" keeps the handler's default naming
 	Hasher            string
 	BcryptCost        int
+	ThrottleFailures  int           // free failures per identifier and address; 0 turns throttling off
+	ThrottleWindow    time.Duration // how long failures are remembered
 }
 
 type stringList []string
@@ -61,6 +63,8 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	fs.StringVar(&o.SessionCookie, "session-cookie", login.DefaultSessionCookieName, "session cookie name")
 	fs.StringVar(&o.Hasher, "hasher", "argon2id", "password hasher: argon2id or bcrypt")
 	fs.IntVar(&o.BcryptCost, "bcrypt-cost", 12, "bcrypt cost")
+	fs.IntVar(&o.ThrottleFailures, "throttle-failures", 5, "free failed logins per identifier and address before delays (0 turns throttling off)")
+	fs.DurationVar(&o.ThrottleWindow, "throttle-window", 15*time.Minute, "how long failed logins are remembered")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -94,6 +98,9 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	case "argon2id", "bcrypt":
 	default:
 		return o, fmt.Errorf("-hasher must be argon2id or bcrypt, got %q", o.Hasher)
+	}
+	if o.ThrottleFailures < 0 || o.ThrottleWindow <= 0 {
+		return o, fmt.Errorf("-throttle-failures must be at least 0 and -throttle-window positive")
 	}
 	return o, nil
 }
@@ -139,6 +146,8 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 		Hasher:            hasher,
 		IdentifierLabel:   "E-Mail",
 		Logger:            logger,
+		DisableThrottling: o.ThrottleFailures == 0,
+		Limiter:           login.NewMemoryLimiter(login.Limits{FreeFailures: max(o.ThrottleFailures, 1), Window: o.ThrottleWindow}),
 	})
 	if err != nil {
 		return nil, err

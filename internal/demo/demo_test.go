@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +38,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 		SessionCookie:     "",
 		Hasher:            "argon2id",
 		BcryptCost:        12,
+		ThrottleFailures:  5,
+		ThrottleWindow:    15 * time.Minute,
 	}, o)
 	assert.Equal(t, "1h0m0s", o.FlowLifespan.String())
 }
@@ -175,4 +178,42 @@ func TestErrorPage(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, html.UnescapeString(string(b)), `Requested return_to URL "https://evil.example.net/" is not allowed.`)
+}
+
+func TestThrottleFlags(t *testing.T) {
+	for _, tc := range []struct {
+		failures   string
+		wantThird  int
+		wantStatus string
+	}{
+		{"2", http.StatusTooManyRequests, "the third failure within the window is throttled"},
+		{"0", http.StatusBadRequest, "0 turns throttling off"},
+	} {
+		t.Run("failures="+tc.failures, func(t *testing.T) {
+			mux := http.NewServeMux()
+			ts := httptest.NewServer(mux)
+			defer ts.Close()
+			o, err := ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{
+				"-public-url", ts.URL, "-hasher", "bcrypt", "-bcrypt-cost", "4", "-throttle-failures", tc.failures, "-throttle-window", "1m"})
+			require.NoError(t, err)
+			srv, err := New(context.Background(), o, Stores{}, slog.New(slog.DiscardHandler))
+			require.NoError(t, err)
+			mux.Handle("/", srv)
+
+			var status int
+			for range 3 {
+				resp, err := http.Get(ts.URL + "/self-service/login/api")
+				require.NoError(t, err)
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				id := regexp.MustCompile(`"id":"([^"]+)"`).FindStringSubmatch(string(b))[1]
+				resp, err = http.Post(ts.URL+"/self-service/login?flow="+id, "application/json",
+					strings.NewReader(`{"method":"password","identifier":"demo@example.com","password":"wrong"}`))
+				require.NoError(t, err)
+				resp.Body.Close()
+				status = resp.StatusCode
+			}
+			assert.Equal(t, tc.wantThird, status, tc.wantStatus)
+		})
+	}
 }
