@@ -166,6 +166,10 @@ type Record struct {
 	// MethodState is opaque per-method state, keyed by method id (social
 	// sign-in keeps its nonce and PKCE verifier here).
 	MethodState map[string]json.RawMessage
+	// SessionID is the session a completed flow issued. The handler sets it
+	// when completing the flow, so that a completion whose session was never
+	// stored (the store failed twice in a row) can be detected and undone.
+	SessionID string
 	// Version increases with every stored change; updates are conditional on
 	// it. Stores set it.
 	Version int64

@@ -1,10 +1,13 @@
 package login
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	autherrors "github.com/authflow/authflow/errors"
@@ -173,8 +176,19 @@ func (h *Handler) report(x *exchange, err error) {
 		h.logger().LogAttrs(ctx, level, "authflow "+e.Action, attrs...)
 	}
 	if h.cfg.OnEvent != nil {
-		h.cfg.OnEvent(ctx, e)
+		h.emit(ctx, e)
 	}
+}
+
+// emit hands e to the OnEvent hook. The answer is already written; a panic
+// in the hook is logged and goes no further.
+func (h *Handler) emit(ctx context.Context, e Event) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.logger().ErrorContext(ctx, "authflow OnEvent hook panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	h.cfg.OnEvent(ctx, e)
 }
 
 // classify maps an endpoint's error to its outcome, the flow failure it

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -109,9 +110,8 @@ type passwordMethod struct {
 	label  flow.Message
 	logger *slog.Logger
 
-	dummyOnce sync.Once
-	dummy     string
-	dummyErr  error
+	dummyMu sync.Mutex
+	dummy   atomic.Pointer[string] // set once made; a failure is not remembered
 }
 
 func (m *passwordMethod) ID() string { return "password" }
@@ -241,14 +241,33 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 // answer takes as long as a wrong password for a known identifier
 // (CONTRACT Part 1 rule 10). The result is discarded.
 func (m *passwordMethod) compareDummy(ctx context.Context, secret []byte) error {
-	m.dummyOnce.Do(func() {
-		m.dummy, m.dummyErr = m.hasher.Hash(context.WithoutCancel(ctx), []byte(newSessionToken()))
-	})
-	if m.dummyErr != nil {
-		return fmt.Errorf("dummy hash: %w", m.dummyErr)
+	dummy, err := m.dummyHash(ctx)
+	if err != nil {
+		return fmt.Errorf("dummy hash: %w", err)
 	}
-	_ = m.hasher.Compare(ctx, secret, m.dummy)
+	_ = m.hasher.Compare(ctx, secret, dummy)
 	return ctx.Err()
+}
+
+// dummyHash returns the hash compareDummy compares against, making it with
+// the configured hasher on first use. A failure (or a panic) is not
+// remembered: the next attempt tries again, so a passing fault can never
+// leave unknown identifiers answering differently from known ones.
+func (m *passwordMethod) dummyHash(ctx context.Context) (string, error) {
+	if d := m.dummy.Load(); d != nil {
+		return *d, nil
+	}
+	m.dummyMu.Lock()
+	defer m.dummyMu.Unlock()
+	if d := m.dummy.Load(); d != nil {
+		return *d, nil
+	}
+	d, err := m.hasher.Hash(context.WithoutCancel(ctx), []byte(newSessionToken()))
+	if err != nil {
+		return "", err
+	}
+	m.dummy.Store(&d)
+	return d, nil
 }
 
 // rehash replaces a hash made with another algorithm or weaker parameters

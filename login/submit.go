@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -57,7 +58,16 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	}
 	// 5. A flow logs in at most once.
 	if rec.Flow.State == flow.StatePassedChallenge {
-		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
+		orphan, err := h.orphaned(ctx, rec)
+		if err != nil {
+			return nil, err
+		}
+		if !orphan {
+			return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
+		}
+		if err := h.reopen(ctx, rec); err != nil {
+			return nil, err
+		}
 	}
 	// 6. Decode the body and select the method.
 	fields, reason := decodeBody(r, body)
@@ -131,6 +141,17 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		}
 	}
 	return resp, err
+}
+
+// bestEffort runs work that must not fail a login already issued (the
+// re-hash): an error or a panic in it is returned, never propagated.
+func bestEffort(ctx context.Context, work func(context.Context) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return work(ctx)
 }
 
 // throttle is step 10 (CONTRACT Part 1 rule 16): an attempt the limiter
@@ -354,7 +375,7 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 	}
 	// 15. Best-effort work (re-hash), then the answer.
 	if res.AfterLogin != nil {
-		if err := res.AfterLogin(ctx); err != nil {
+		if err := bestEffort(ctx, res.AfterLogin); err != nil {
 			h.logBestEffort(ctx, "after-login step failed", err, "identity_id", res.Identity.ID, "method", res.Method.Method)
 		}
 	}
@@ -421,10 +442,13 @@ func userAgent(r *http.Request) string { return strings.Join(r.Header.Values("Us
 
 // completeWithSession completes the flow and stores its session as one
 // operation: in one transaction when the flow store offers it, otherwise
-// flow first, and the flow reopened if the session cannot be stored. Of
-// concurrent completions exactly one succeeds; the others get
-// flow.ErrCompleted.
+// flow first, and the flow reopened if the session cannot be stored (a
+// panic in the store counts as a failure). If even the reopening fails, the
+// flow records the session it meant to issue, and a later submission that
+// finds that session missing reopens it (see orphaned). Of concurrent
+// completions exactly one succeeds; the others get flow.ErrCompleted.
 func (h *Handler) completeWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool) error {
+	rec.SessionID = s.Session.ID
 	if c, ok := h.cfg.FlowStore.(FlowSessionCompleter); ok {
 		if err := c.CompleteFlowWithSession(ctx, rec, s, create); err != nil {
 			return fmt.Errorf("complete flow: %w", err)
@@ -434,19 +458,61 @@ func (h *Handler) completeWithSession(ctx context.Context, rec *flow.Record, s *
 	if err := h.cfg.FlowStore.CompleteFlow(ctx, rec); err != nil {
 		return fmt.Errorf("complete flow: %w", err)
 	}
-	var err error
-	if create {
-		err = h.cfg.SessionStore.CreateSession(ctx, s)
-	} else {
-		err = h.cfg.SessionStore.UpdateSession(ctx, s)
-	}
+	err := bestEffort(ctx, func(ctx context.Context) error {
+		if create {
+			return h.cfg.SessionStore.CreateSession(ctx, s)
+		}
+		return h.cfg.SessionStore.UpdateSession(ctx, s)
+	})
 	if err == nil {
 		return nil
 	}
-	rec.Flow.State = flow.StateChooseMethod
-	rec.Flow.Active = ""
-	if uerr := h.cfg.FlowStore.UpdateFlow(context.WithoutCancel(ctx), rec); uerr != nil {
-		return errors.Join(fmt.Errorf("store session: %w", err), fmt.Errorf("reopen flow: %w", uerr))
+	if rerr := h.reopen(context.WithoutCancel(ctx), rec); rerr != nil {
+		return errors.Join(fmt.Errorf("store session: %w", err), rerr)
 	}
 	return fmt.Errorf("store session: %w", err)
+}
+
+// reopen moves a completed flow back to choose_method, trying a few times.
+func (h *Handler) reopen(ctx context.Context, rec *flow.Record) error {
+	rec.Flow.State = flow.StateChooseMethod
+	rec.Flow.Active = ""
+	rec.SessionID = ""
+	var err error
+	for range 3 {
+		if err = bestEffort(ctx, func(ctx context.Context) error { return h.cfg.FlowStore.UpdateFlow(ctx, rec) }); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("reopen flow: %w", err)
+}
+
+// orphanGrace is how long after its completion a flow's session may still
+// be on its way to the store: only an older completion whose session is
+// missing is an orphan.
+const orphanGrace = 30 * time.Second
+
+// orphaned reports whether a completed flow issued no session: its session
+// is not stored although the completion is older than orphanGrace (the
+// session write and the reopening both failed). Such a flow is reopened
+// rather than answered 4010007, so that the user can still log in with it.
+func (h *Handler) orphaned(ctx context.Context, rec *flow.Record) (bool, error) {
+	if rec.SessionID == "" || h.now().Sub(rec.Flow.UpdatedAt) < orphanGrace {
+		return false, nil
+	}
+	s, err := h.cfg.SessionStore.Session(ctx, rec.SessionID)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("load session: %w", err)
+	}
+	// A refresh updates an existing session: it is an orphan if the
+	// update never landed.
+	for _, m := range s.Session.AuthenticationMethods {
+		if !m.CompletedAt.Before(rec.Flow.UpdatedAt) {
+			return false, nil
+		}
+	}
+	return true, nil
 }

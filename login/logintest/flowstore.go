@@ -90,6 +90,7 @@ func newFlow(id string, now time.Time) *flow.Record {
 			State:        flow.StateChooseMethod,
 		},
 		CSRFTokenHash: hashOf("csrf token of " + id),
+		SessionID:     "6d2c6b9e-3f0e-4a51-9b1e-0c2f7a5e8d41",
 		MethodState: map[string]json.RawMessage{
 			"oidc":     json.RawMessage(`{"provider": "google", "nonce": "n-0S6_WzA2Mj", "pkce_verifier": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"}`),
 			"password": json.RawMessage(`{"attempts": 2, "last": null}`),
