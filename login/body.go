@@ -78,9 +78,12 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 		return nil, fmt.Sprintf(`HTTP %s Request used unknown HTTP Header "Content-Type: %s", only [multipart/form-data application/x-www-form-urlencoded application/json] are supported.`, r.Method, ct)
 	}
 	if tp := fields.Get("transient_payload"); tp != "" {
+		if jsonDepth([]byte(tp)) > MaxJSONDepth {
+			return nil, fmt.Sprintf("Unable to decode form as JSON: it is nested deeper than %d levels.", MaxJSONDepth)
+		}
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(tp), &obj); err != nil || obj == nil {
-			return nil, "The transient_payload field must be a JSON object."
+			return nil, transientPayloadNotObject
 		}
 	}
 	return fields, ""
@@ -122,6 +125,9 @@ func decodeJSONFields(body []byte) (url.Values, string) {
 	}
 	fields := make(url.Values, len(obj))
 	for k, v := range obj {
+		if k == "transient_payload" && v[0] != '{' && v[0] != 'n' {
+			return nil, transientPayloadNotObject // a string holding an object's text is no object
+		}
 		switch v[0] {
 		case 'n': // null: absent
 		case '"':
@@ -148,6 +154,8 @@ func jsonString(v json.RawMessage) (string, bool) {
 	err := json.Unmarshal(v, &s)
 	return s, err == nil
 }
+
+const transientPayloadNotObject = "The transient_payload field must be a JSON object."
 
 // jsonDepth returns the deepest nesting of objects and arrays in b, which
 // need not be valid JSON; brackets inside strings do not count.
