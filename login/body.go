@@ -78,7 +78,7 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 		return nil, fmt.Sprintf(`HTTP %s Request used unknown HTTP Header "Content-Type: %s", only [multipart/form-data application/x-www-form-urlencoded application/json] are supported.`, r.Method, ct)
 	}
 	if tp := fields.Get("transient_payload"); tp != "" {
-		if jsonDepth([]byte(tp)) > MaxJSONDepth {
+		if 1+jsonDepth([]byte(tp)) > MaxJSONDepth { // counted as inside a body, as in JSON
 			return nil, fmt.Sprintf("Unable to decode form as JSON: it is nested deeper than %d levels.", MaxJSONDepth)
 		}
 		var obj map[string]json.RawMessage
@@ -125,7 +125,7 @@ func decodeJSONFields(body []byte) (url.Values, string) {
 	}
 	fields := make(url.Values, len(obj))
 	for k, v := range obj {
-		if k == "transient_payload" && v[0] != '{' && v[0] != 'n' {
+		if k == "transient_payload" && v[0] != '{' && v[0] != 'n' && string(v) != `""` {
 			return nil, transientPayloadNotObject // a string holding an object's text is no object
 		}
 		switch v[0] {

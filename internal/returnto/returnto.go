@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 )
@@ -148,8 +147,9 @@ func parseEntry(raw string) (entry, error) {
 //
 // The result has a lower-case scheme and host, an explicit port only if it
 // is not the scheme's default (":443" on https is dropped), the cleaned path
-// (dot segments resolved, repeated slashes collapsed, a trailing slash
-// kept) and the query and fragment of raw. Every error wraps ErrForbidden.
+// (dot segments resolved as a browser resolves them, empty segments kept, a
+// trailing slash kept; a path that would start with "//" is refused) and
+// the query and fragment of raw. Every error wraps ErrForbidden.
 func (m *Matcher) Resolve(raw string, base *url.URL) (*url.URL, error) {
 	if raw == "" {
 		return nil, forbidden("empty URL")
@@ -345,7 +345,11 @@ func normalize(u *url.URL) (target, error) {
 	if err := checkEscapes(esc); err != nil {
 		return t, err
 	}
-	p, err := url.PathUnescape(cleanPath(esc))
+	clean := cleanPath(esc)
+	if strings.HasPrefix(clean, "//") {
+		return t, errors.New("path starts with an empty segment")
+	}
+	p, err := url.PathUnescape(clean)
 	if err != nil {
 		return t, errors.New("malformed path")
 	}
@@ -383,18 +387,36 @@ func normalizeHost(h string, bracketed bool) (string, error) {
 	return h, nil
 }
 
-// cleanPath resolves dot segments and collapses repeated slashes in an
-// absolute path; an empty path becomes "/". A trailing slash is kept, and
-// added when the last segment is "." or ".." (as RFC 3986 resolution does).
+// cleanPath resolves dot segments in an absolute path the way browsers do
+// (RFC 3986 section 5.2.4, WHATWG URL path state): each ".." removes one
+// segment, and empty segments ("//") are kept, not collapsed, so that the
+// result is the path a browser derives from the same raw value. An empty
+// path becomes "/".
 func cleanPath(p string) string {
 	if p == "" {
 		return "/"
 	}
-	c := path.Clean(p)
-	if c != "/" && (strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")) {
-		c += "/"
+	segs := strings.Split(p[1:], "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
 	}
-	return c
+	return "/" + strings.Join(out, "/")
 }
 
 // hasDotSegment reports whether p has a "." or ".." segment.

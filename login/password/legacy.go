@@ -1,6 +1,7 @@
 package password
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/pbkdf2"
@@ -92,6 +93,9 @@ func comparePBKDF2(password []byte, encoded string) error {
 	if err != nil || len(want) == 0 {
 		return malformed(scheme, "bad hash encoding")
 	}
+	if len(want) > pbkdf2MaxKeyLen {
+		return fmt.Errorf("%w: %s key of %d bytes exceeds %d", ErrParameters, scheme, len(want), pbkdf2MaxKeyLen)
+	}
 	digest := pbkdf2Digest(strings.TrimPrefix(parts[1], "pbkdf2-"))
 	got, err := pbkdf2.Key(digest, string(password), salt, int(params[0]), len(want))
 	if err != nil {
@@ -141,9 +145,17 @@ func compareScrypt(password []byte, encoded string) error {
 	return match(got, want)
 }
 
+// pbkdf2MaxKeyLen bounds a PBKDF2 hash's length: the work grows with the
+// number of digest blocks, not only with the iterations.
+const pbkdf2MaxKeyLen = 64
+
 // maxCryptRounds bounds the rounds of sha256/sha512-crypt hashes (glibc's
 // default is 5000), so that a hostile stored hash cannot pin a CPU.
 const maxCryptRounds = 1_000_000
+
+// maxCryptPassword is the longest password compared against a crypt(3)
+// hash; longer ones never match, as with bcrypt over 72 bytes.
+const maxCryptPassword = 256
 
 // compareMD5Crypt verifies $md5-crypt$<salt>$<hash>, crypt(3)'s $1$.
 func compareMD5Crypt(password []byte, encoded string) error {
@@ -171,6 +183,11 @@ func compareCrypt(scheme, magic string, c crypt.Crypter, password []byte, encode
 	i := strings.LastIndexByte(want, '$')
 	if i < len(magic) {
 		return malformed(scheme, "missing hash")
+	}
+	if len(password) > maxCryptPassword {
+		// sha-crypt's cost grows with the password's length; a long one
+		// against a high rounds count pins a CPU for seconds.
+		return ErrMismatch
 	}
 	if r, ok := strings.CutPrefix(want[len(magic):], "rounds="); ok {
 		n, _, _ := strings.Cut(r, "$")
@@ -275,6 +292,11 @@ func substitute(scheme, patternField, saltField string, password []byte) ([]byte
 	salt, err := decodeBase64(saltField)
 	if err != nil {
 		return nil, malformed(scheme, "bad salt encoding")
+	}
+	if !bytes.Contains(pattern, []byte("{PASSWORD}")) {
+		// A digest of a pattern without the password would accept any
+		// password.
+		return nil, malformed(scheme, "pattern lacks {PASSWORD}")
 	}
 	r := strings.NewReplacer("{SALT}", string(salt), "{PASSWORD}", string(password))
 	return []byte(r.Replace(string(pattern))), nil

@@ -3,6 +3,7 @@ package password_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"regexp"
 	"strings"
 	"testing"
@@ -266,4 +267,18 @@ func BenchmarkBcrypt12(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestCompareRefusesCostlyInputs(t *testing.T) {
+	ctx := context.Background()
+	// A crypt(3) hash costs more the longer the password; long ones never
+	// match, as with bcrypt over 72 bytes.
+	long := strings.Repeat("p", 257)
+	enc := "$sha512-crypt$rounds=5000$saltSALTsalt$XNDsWSjEouakawF6yDX5uu5vBUw1UUiTnZ/fjJDibasrgU1.XQvglq4uWCCiJKWPdEaEppfWCvKWO8iBLGM2e."
+	assert.ErrorIs(t, password.Compare(ctx, []byte(long), enc), password.ErrMismatch)
+
+	// A PBKDF2 key longer than 64 bytes multiplies the work by its blocks.
+	key := base64.RawStdEncoding.EncodeToString(make([]byte, 65))
+	salt := base64.RawStdEncoding.EncodeToString([]byte("somesalt"))
+	assert.ErrorIs(t, password.Compare(ctx, []byte("pw"), "$pbkdf2-sha256$i=1000,l=65$"+salt+"$"+key), password.ErrParameters)
 }
