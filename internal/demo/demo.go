@@ -47,7 +47,8 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // ParseFlags parses the example server's flags from args (without the
-// program name) into Options, applying the documented defaults.
+// program name) into Options, applying the documented defaults. Callers may
+// register flags of their own on fs first (a backend's -postgres DSN).
 func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var o Options
 	var allowed stringList
@@ -110,6 +111,9 @@ type Stores struct {
 	Flows      login.FlowStore
 	Identities login.IdentityStore
 	Sessions   login.SessionStore
+	// NewLimiter makes the throttling limiter from the flags' limits; nil
+	// means login.NewMemoryLimiter.
+	NewLimiter func(login.Limits) login.Limiter
 }
 
 // Server is a configured example server.
@@ -124,6 +128,10 @@ type Server struct {
 func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*Server, error) {
 	if stores.Identities == nil {
 		stores.Identities = session.NewMemoryIdentityStore()
+	}
+	newLimiter := stores.NewLimiter
+	if newLimiter == nil {
+		newLimiter = func(l login.Limits) login.Limiter { return login.NewMemoryLimiter(l) }
 	}
 	var hasher password.Hasher = password.Argon2id{}
 	if o.Hasher == "bcrypt" {
@@ -147,7 +155,7 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 		IdentifierLabel:   "E-Mail",
 		Logger:            logger,
 		DisableThrottling: o.ThrottleFailures == 0,
-		Limiter:           login.NewMemoryLimiter(login.Limits{FreeFailures: max(o.ThrottleFailures, 1), Window: o.ThrottleWindow}),
+		Limiter:           newLimiter(login.Limits{FreeFailures: max(o.ThrottleFailures, 1), Window: o.ThrottleWindow}),
 	})
 	if err != nil {
 		return nil, err
