@@ -65,7 +65,9 @@ type Limits struct {
 	Now func() time.Time
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with every zero field set to its documented
+// default; shared-backend limiters use it to apply the same rules.
+func (l Limits) WithDefaults() Limits {
 	if l.FreeFailures == 0 {
 		l.FreeFailures = 5
 	}
@@ -121,7 +123,7 @@ type windowCount struct {
 
 // NewMemoryLimiter returns a MemoryLimiter with the given limits.
 func NewMemoryLimiter(limits Limits) *MemoryLimiter {
-	limits = limits.withDefaults()
+	limits = limits.WithDefaults()
 	return &MemoryLimiter{
 		limits:      limits,
 		pairs:       newLRU[LimitKey, pairCount](limits.MaxEntries),

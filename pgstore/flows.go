@@ -1,0 +1,249 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/authflow/authflow/flow"
+)
+
+// flowRow is a flow record as the columns of authflow_flows.
+type flowRow struct {
+	id            string
+	typ           string
+	state         string
+	expiresAt     time.Time
+	csrfTokenHash string
+	sessionID     string
+	methodState   []byte // nil: NULL
+	record        []byte
+	updatedAt     time.Time
+}
+
+// encodeFlow returns rec's columns, with state as the stored state.
+func encodeFlow(rec *flow.Record, state flow.State) (flowRow, error) {
+	id, ok := parseID(rec.Flow.ID)
+	if !ok {
+		return flowRow{}, fmt.Errorf("pgstore: flow id %q is not a UUID", rec.Flow.ID)
+	}
+	f := rec.Flow
+	f.State = state
+	record, err := json.Marshal(&f)
+	if err != nil {
+		return flowRow{}, fmt.Errorf("pgstore: encode flow: %w", err)
+	}
+	var methodState []byte
+	if rec.MethodState != nil {
+		if methodState, err = json.Marshal(rec.MethodState); err != nil {
+			return flowRow{}, fmt.Errorf("pgstore: encode method state: %w", err)
+		}
+	}
+	return flowRow{
+		id:            id,
+		typ:           string(f.Type),
+		state:         string(state),
+		expiresAt:     f.ExpiresAt,
+		csrfTokenHash: rec.CSRFTokenHash,
+		sessionID:     rec.SessionID,
+		methodState:   methodState,
+		record:        record,
+		updatedAt:     f.UpdatedAt,
+	}, nil
+}
+
+var sqlCreateFlow = query("CreateFlow", `
+INSERT INTO authflow_flows (id, type, state, version, expires_at, csrf_token_hash, session_id, method_state, record, updated_at)
+VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9)`)
+
+// CreateFlow implements login.FlowStore.
+func (s *Store) CreateFlow(ctx context.Context, rec *flow.Record) error {
+	r, err := encodeFlow(rec, rec.Flow.State)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, sqlCreateFlow, r.id, r.typ, r.state, r.expiresAt, r.csrfTokenHash, r.sessionID, r.methodState, r.record, r.updatedAt)
+	if isCode(err, codeUniqueViolation) {
+		return flow.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("pgstore: create flow: %w", err)
+	}
+	rec.Version = 1
+	return nil
+}
+
+var sqlFlow = query("Flow", `
+SELECT record, method_state, csrf_token_hash, session_id, version FROM authflow_flows WHERE id = $1`)
+
+// Flow implements login.FlowStore. Expired flows are returned until Sweep
+// removes them, flow.Retention after their expiry.
+func (s *Store) Flow(ctx context.Context, id string) (*flow.Record, error) {
+	id, ok := parseID(id)
+	if !ok {
+		return nil, flow.ErrNotFound
+	}
+	var record, methodState []byte
+	rec := &flow.Record{}
+	err := s.pool.QueryRow(ctx, sqlFlow, id).Scan(&record, &methodState, &rec.CSRFTokenHash, &rec.SessionID, &rec.Version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, flow.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read flow: %w", err)
+	}
+	if err := json.Unmarshal(record, &rec.Flow); err != nil {
+		return nil, fmt.Errorf("pgstore: decode flow %s: %w", id, err)
+	}
+	if methodState != nil {
+		if err := json.Unmarshal(methodState, &rec.MethodState); err != nil {
+			return nil, fmt.Errorf("pgstore: decode method state of flow %s: %w", id, err)
+		}
+	}
+	return rec, nil
+}
+
+// The conditional writes answer in one round trip: the new version when the
+// row was written, and whether the flow exists (in the statement's
+// snapshot), which tells a lost condition from an unknown id.
+var sqlUpdateFlow = query("UpdateFlow", `
+WITH upd AS (
+	UPDATE authflow_flows
+	SET type = $3, state = $4, version = version + 1, expires_at = $5, csrf_token_hash = $6,
+		session_id = $7, method_state = $8, record = $9, updated_at = $10
+	WHERE id = $1 AND version = $2
+	RETURNING version
+)
+SELECT (SELECT version FROM upd), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1)`)
+
+// UpdateFlow implements login.FlowStore: the row is replaced only while
+// its version is rec.Version.
+func (s *Store) UpdateFlow(ctx context.Context, rec *flow.Record) error {
+	r, err := encodeFlow(rec, rec.Flow.State)
+	if err != nil {
+		if _, ok := parseID(rec.Flow.ID); !ok {
+			return flow.ErrNotFound
+		}
+		return err
+	}
+	var version *int64
+	var exists bool
+	err = s.pool.QueryRow(ctx, sqlUpdateFlow, r.id, rec.Version, r.typ, r.state, r.expiresAt, r.csrfTokenHash,
+		r.sessionID, r.methodState, r.record, r.updatedAt).Scan(&version, &exists)
+	if err != nil {
+		return fmt.Errorf("pgstore: update flow: %w", err)
+	}
+	switch {
+	case version != nil:
+		rec.Version = *version
+		return nil
+	case exists:
+		return flow.ErrConflict
+	default:
+		return flow.ErrNotFound
+	}
+}
+
+// completeFlowCTE is the single-use completion: only a row not yet
+// completed is written. Under concurrent completions the row lock
+// serialises them and each later one re-checks the condition on the
+// committed row, so exactly one wins.
+const completeFlowCTE = `
+done AS (
+	UPDATE authflow_flows
+	SET state = 'passed_challenge', version = version + 1, type = $2, expires_at = $3,
+		csrf_token_hash = $4, session_id = $5, method_state = $6, record = $7, updated_at = $8
+	WHERE id = $1 AND state <> 'passed_challenge'
+	RETURNING version
+)`
+
+var sqlCompleteFlow = query("CompleteFlow", `
+WITH `+completeFlowCTE+`
+SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1)`)
+
+// CompleteFlow implements login.FlowStore: of concurrent callers, on any
+// number of instances, exactly one succeeds.
+func (s *Store) CompleteFlow(ctx context.Context, rec *flow.Record) error {
+	r, err := encodeFlow(rec, flow.StatePassedChallenge)
+	if err != nil {
+		if _, ok := parseID(rec.Flow.ID); !ok {
+			return flow.ErrNotFound
+		}
+		return err
+	}
+	var version *int64
+	var exists bool
+	err = s.pool.QueryRow(ctx, sqlCompleteFlow, r.completeArgs()...).Scan(&version, &exists)
+	if err != nil {
+		return fmt.Errorf("pgstore: complete flow: %w", err)
+	}
+	return completed(rec, version, exists)
+}
+
+// completeArgs are the parameters $1 to $8 of completeFlowCTE.
+func (r flowRow) completeArgs(more ...any) []any {
+	return append([]any{r.id, r.typ, r.expiresAt, r.csrfTokenHash, r.sessionID, r.methodState, r.record, r.updatedAt}, more...)
+}
+
+// completed applies the outcome of a completion to rec.
+func completed(rec *flow.Record, version *int64, exists bool) error {
+	switch {
+	case version != nil:
+		rec.Flow.State = flow.StatePassedChallenge
+		rec.Version = *version
+		return nil
+	case exists:
+		return flow.ErrCompleted
+	default:
+		return flow.ErrNotFound
+	}
+}
+
+var sqlCreateError = query("CreateError", `
+INSERT INTO authflow_errors (id, error, created_at, updated_at) VALUES ($1, $2, $3, $4)`)
+
+// CreateError implements login.FlowStore.
+func (s *Store) CreateError(ctx context.Context, rec *flow.ErrorRecord) error {
+	id, ok := parseID(rec.ID)
+	if !ok {
+		return fmt.Errorf("pgstore: error id %q is not a UUID", rec.ID)
+	}
+	if !json.Valid(rec.Error) {
+		return fmt.Errorf("pgstore: error %s is not JSON", id)
+	}
+	_, err := s.pool.Exec(ctx, sqlCreateError, id, []byte(rec.Error), rec.CreatedAt, rec.UpdatedAt)
+	if isCode(err, codeUniqueViolation) {
+		return flow.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("pgstore: create error: %w", err)
+	}
+	return nil
+}
+
+var sqlError = query("Error", `
+SELECT error, created_at, updated_at FROM authflow_errors WHERE id = $1`)
+
+// Error implements login.FlowStore. Errors are kept until Sweep removes
+// them, flow.Retention after their creation.
+func (s *Store) Error(ctx context.Context, id string) (*flow.ErrorRecord, error) {
+	id, ok := parseID(id)
+	if !ok {
+		return nil, flow.ErrNotFound
+	}
+	rec := &flow.ErrorRecord{ID: id}
+	var body []byte
+	err := s.pool.QueryRow(ctx, sqlError, id).Scan(&body, &rec.CreatedAt, &rec.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, flow.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read error: %w", err)
+	}
+	rec.Error = body
+	return rec, nil
+}

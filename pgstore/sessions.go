@@ -1,0 +1,292 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/session"
+)
+
+// sessionRow is a session record as the columns of authflow_sessions.
+type sessionRow struct {
+	id         string
+	identityID string
+	tokenHash  string
+	active     bool
+	issuedAt   time.Time
+	expiresAt  time.Time
+	record     []byte
+}
+
+func encodeSession(rec *session.Record) (sessionRow, error) {
+	id, ok := parseID(rec.Session.ID)
+	if !ok {
+		return sessionRow{}, fmt.Errorf("pgstore: session id %q is not a UUID", rec.Session.ID)
+	}
+	if !storable(rec.IdentityID) || !storable(rec.TokenHash) {
+		return sessionRow{}, fmt.Errorf("pgstore: session %s: identity id or token hash is not storable text", id)
+	}
+	s := rec.Session
+	s.Identity = nil // never stored
+	record, err := json.Marshal(&s)
+	if err != nil {
+		return sessionRow{}, fmt.Errorf("pgstore: encode session: %w", err)
+	}
+	return sessionRow{
+		id:         id,
+		identityID: rec.IdentityID,
+		tokenHash:  rec.TokenHash,
+		active:     s.Active,
+		issuedAt:   s.IssuedAt,
+		expiresAt:  s.ExpiresAt,
+		record:     record,
+	}, nil
+}
+
+const sessionColumns = `id::text, identity_id, token_hash, active, record`
+
+// scanSession reads the sessionColumns of one row.
+func scanSession(row pgx.Row) (*session.Record, error) {
+	rec := &session.Record{}
+	var id string
+	var active bool
+	var record []byte
+	if err := row.Scan(&id, &rec.IdentityID, &rec.TokenHash, &active, &record); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(record, &rec.Session); err != nil {
+		return nil, fmt.Errorf("pgstore: decode session %s: %w", id, err)
+	}
+	rec.Session.ID = id
+	rec.Session.Active = active // the column is what revocation updates
+	rec.Session.Identity = nil
+	return rec, nil
+}
+
+var sqlCreateSession = query("CreateSession", `
+INSERT INTO authflow_sessions (id, identity_id, token_hash, active, issued_at, expires_at, record)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`)
+
+// CreateSession implements login.SessionStore.
+func (s *Store) CreateSession(ctx context.Context, rec *session.Record) error {
+	r, err := encodeSession(rec)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, sqlCreateSession, r.id, r.identityID, r.tokenHash, r.active, r.issuedAt, r.expiresAt, r.record)
+	if isCode(err, codeUniqueViolation) {
+		return session.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("pgstore: create session: %w", err)
+	}
+	return nil
+}
+
+var sqlSessionByToken = query("SessionByToken", `
+SELECT `+sessionColumns+` FROM authflow_sessions WHERE token_hash = $1`)
+
+// SessionByToken implements login.SessionStore. Expired sessions are
+// returned (invalid) until Sweep removes them.
+func (s *Store) SessionByToken(ctx context.Context, tokenHash string) (*session.Record, error) {
+	if !storable(tokenHash) {
+		return nil, session.ErrNotFound
+	}
+	return s.oneSession(ctx, sqlSessionByToken, tokenHash)
+}
+
+var sqlSession = query("Session", `
+SELECT `+sessionColumns+` FROM authflow_sessions WHERE id = $1`)
+
+// Session implements login.SessionStore.
+func (s *Store) Session(ctx context.Context, id string) (*session.Record, error) {
+	id, ok := parseID(id)
+	if !ok {
+		return nil, session.ErrNotFound
+	}
+	return s.oneSession(ctx, sqlSession, id)
+}
+
+func (s *Store) oneSession(ctx context.Context, sql string, arg string) (*session.Record, error) {
+	rec, err := scanSession(s.pool.QueryRow(ctx, sql, arg))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, session.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read session: %w", err)
+	}
+	return rec, nil
+}
+
+const updateSessionSet = `identity_id = $2, token_hash = $3, active = $4, issued_at = $5, expires_at = $6, record = $7`
+
+var sqlUpdateSession = query("UpdateSession", `
+UPDATE authflow_sessions SET `+updateSessionSet+` WHERE id = $1`)
+
+// UpdateSession implements login.SessionStore: the whole record, its token
+// hash included, is replaced, so a rotated token stops working at once;
+// session.ErrConflict if the new token hash belongs to another session.
+func (s *Store) UpdateSession(ctx context.Context, rec *session.Record) error {
+	r, err := encodeSession(rec)
+	if err != nil {
+		if _, ok := parseID(rec.Session.ID); !ok {
+			return session.ErrNotFound
+		}
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, sqlUpdateSession, r.id, r.identityID, r.tokenHash, r.active, r.issuedAt, r.expiresAt, r.record)
+	if isCode(err, codeUniqueViolation) {
+		return session.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("pgstore: update session: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+var sqlListSessions = query("ListSessions", `
+SELECT `+sessionColumns+` FROM authflow_sessions WHERE identity_id = $1 ORDER BY issued_at DESC, id`)
+
+// ListSessions implements login.SessionStore, through the index on
+// (identity_id, issued_at).
+func (s *Store) ListSessions(ctx context.Context, identityID string) ([]*session.Record, error) {
+	out := []*session.Record{}
+	if !storable(identityID) {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, sqlListSessions, identityID)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list sessions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		rec, err := scanSession(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: list sessions: %w", err)
+	}
+	return out, nil
+}
+
+var sqlRevokeSession = query("RevokeSession", `
+UPDATE authflow_sessions SET active = false WHERE id = $1`)
+
+// RevokeSession implements login.SessionStore.
+func (s *Store) RevokeSession(ctx context.Context, id string) error {
+	id, ok := parseID(id)
+	if !ok {
+		return session.ErrNotFound
+	}
+	tag, err := s.pool.Exec(ctx, sqlRevokeSession, id)
+	if err != nil {
+		return fmt.Errorf("pgstore: revoke session: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+var sqlRevokeSessions = query("RevokeSessions", `
+UPDATE authflow_sessions SET active = false WHERE identity_id = $1 AND active`)
+
+// RevokeSessions implements login.SessionStore ("sign out everywhere"): one
+// statement through the index on identity_id.
+func (s *Store) RevokeSessions(ctx context.Context, identityID string) (int, error) {
+	if !storable(identityID) {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, sqlRevokeSessions, identityID)
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: revoke sessions: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// The login's completion and its new session are one statement: the
+// session is inserted from the completion's RETURNING, so it exists exactly
+// when the flow was completed by this call, and a failing insert (a taken
+// id or token hash) undoes the completion with it.
+var sqlCompleteFlowCreateSession = query("CompleteFlowWithSession", `
+WITH `+completeFlowCTE+`, created AS (
+	INSERT INTO authflow_sessions (id, identity_id, token_hash, active, issued_at, expires_at, record)
+	SELECT $9::uuid, $10::text, $11::text, $12::boolean, $13::timestamptz, $14::timestamptz, $15::json FROM done
+)
+SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1)`)
+
+// A refresh updates an existing session, which may have gone: the
+// statement reports how many sessions it updated, and runs in a transaction
+// that is rolled back unless both writes happened.
+var sqlCompleteFlowUpdateSession = query("CompleteFlowWithSession.update", `
+WITH `+completeFlowCTE+`, updated AS (
+	UPDATE authflow_sessions SET identity_id = $10, token_hash = $11, active = $12, issued_at = $13, expires_at = $14, record = $15
+	FROM done WHERE authflow_sessions.id = $9
+	RETURNING 1
+)
+SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1), (SELECT count(*) FROM updated)`)
+
+// CompleteFlowWithSession implements login.FlowSessionCompleter: it
+// completes the flow as CompleteFlow does and creates or updates s, both or
+// neither. A login (create) is a single statement; a refresh (update) is a
+// transaction of one statement.
+func (s *Store) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool) error {
+	r, err := encodeFlow(rec, flow.StatePassedChallenge)
+	if err != nil {
+		if _, ok := parseID(rec.Flow.ID); !ok {
+			return flow.ErrNotFound
+		}
+		return err
+	}
+	sr, err := encodeSession(sess)
+	if err != nil {
+		if _, ok := parseID(sess.Session.ID); !ok && !create {
+			return session.ErrNotFound
+		}
+		return err
+	}
+	args := r.completeArgs(sr.id, sr.identityID, sr.tokenHash, sr.active, sr.issuedAt, sr.expiresAt, sr.record)
+	var version *int64
+	var exists bool
+	if create {
+		err := s.pool.QueryRow(ctx, sqlCompleteFlowCreateSession, args...).Scan(&version, &exists)
+		if isCode(err, codeUniqueViolation) {
+			return session.ErrConflict
+		}
+		if err != nil {
+			return fmt.Errorf("pgstore: complete flow with session: %w", err)
+		}
+		return completed(rec, version, exists)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var updated int64
+		if err := tx.QueryRow(ctx, sqlCompleteFlowUpdateSession, args...).Scan(&version, &exists, &updated); err != nil {
+			return err
+		}
+		if version != nil && updated == 0 {
+			return session.ErrNotFound // rolls the completion back
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return err
+	case isCode(err, codeUniqueViolation):
+		return session.ErrConflict
+	case err != nil:
+		return fmt.Errorf("pgstore: complete flow with session: %w", err)
+	}
+	return completed(rec, version, exists)
+}
