@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,6 +164,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 
 	h := &Handler{cfg: cfg}
+	h.cfg.TrustedProxies = slices.Clone(cfg.TrustedProxies) // the caller's slice is not shared
 	h.public = strings.TrimSuffix(public.String(), "/")
 	h.secure = public.Scheme == "https"
 	h.defaultReturn = defaultReturn

@@ -35,6 +35,7 @@ import (
 //	GET    /self-service/logout?token=      log the browser out: 303 or 204
 //	DELETE /self-service/logout/api         revoke a session token: 204 or 403
 //	GET    /self-service/methods/{method}/callback/...  a CallbackMethod's callback (also POST)
+//	GET    /.well-known/ory/webauthn.js     a no-op script that Kratos UIs load on every page
 //
 // Outcomes follow CONTRACT.md; every response carries
 // "Cache-Control: private, no-cache, no-store, must-revalidate" and
