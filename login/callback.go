@@ -22,13 +22,24 @@ func (h *Handler) callback(x *exchange) (*response, error) {
 		Path:       x.r.PathValue("path"),
 		Flows:      h.cfg.FlowStore,
 		Identities: h.cfg.IdentityStore,
+		h:          h,
+		method:     m.ID(),
 	})
 	x.seen.method = m.ID()
 	if rec != nil {
-		x.seeFlow(rec)
-		if rec.Flow.Type == flow.TypeAPI {
-			x.json = true
+		x.seeFlow(rec) // a callback is a browser navigation, whatever the flow's type
+	}
+	if res != nil {
+		x.cookies = append(x.cookies, res.Cookies...)
+	}
+	// An expired flow is replaced by a fresh one whatever the method
+	// found, as a submission of it would be.
+	if rec != nil && rec.Flow.Expired(h.now()) {
+		cur, cerr := h.currentSession(ctx, x.r)
+		if cerr != nil {
+			return nil, cerr
 		}
+		return nil, h.replaceExpired(x, rec, cur)
 	}
 	if err != nil {
 		var fe *FlowError
@@ -41,14 +52,20 @@ func (h *Handler) callback(x *exchange) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.Flow.Expired(h.now()) {
-		return nil, h.replaceExpired(x, rec, cur)
-	}
 	if rec.Flow.State == flow.StatePassedChallenge {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
 	}
 	if res.RedirectBrowserTo != "" {
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
+	if rec.Flow.Type == flow.TypeAPI {
+		// The session of a native app's flow must reach the app, not the
+		// browser that happens to finish the login; until the session
+		// token exchange exists, such a flow issues no session here.
+		return nil, errNativeCallback
+	}
 	return h.complete(x, rec, cur, res, h.attempt(rec, m, &Submission{Request: x.r, Flow: rec}))
 }
+
+// errNativeCallback refuses to finish a native app's flow in a browser.
+var errNativeCallback = autherrors.BadRequest("This login was started by a native app and cannot be finished in a browser: no session was issued. Start the login in the browser instead.")

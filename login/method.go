@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/go-playground/form/v4"
 
@@ -48,7 +49,9 @@ type CallbackMethod interface {
 	// Callback identifies the flow the request belongs to (for example from
 	// an OAuth state parameter), loads it from c.Flows, and returns it with
 	// the Result. Errors are answered as on submit; a *FlowError is put on
-	// the returned flow (which must then be non-nil).
+	// the returned flow (which must then be non-nil). A returned flow that
+	// has expired is replaced by a fresh one (message 4010001) whatever the
+	// error, and the Result's Cookies are set even when it fails.
 	Callback(ctx context.Context, c *Callback) (*flow.Record, *Result, error)
 }
 
@@ -81,6 +84,8 @@ type Submission struct {
 
 	fields  url.Values
 	decoder *form.Decoder
+	h       *Handler
+	method  string
 }
 
 // Field returns the first value of the submitted field name, or "".
@@ -104,6 +109,11 @@ type Result struct {
 	// MethodState, when non-nil, replaces the method's entry in the flow's
 	// MethodState (stored before answering).
 	MethodState json.RawMessage
+	// Cookies are set on the answer, whatever it is (the redirect, the
+	// success answer or a failure after the method returned). A method
+	// makes them with Submission.Cookie or Callback.Cookie, for example to
+	// bind a social sign-in to the browser, or to clear that cookie again.
+	Cookies []*http.Cookie
 	// AfterLogin, when set, runs after the session is issued, best-effort:
 	// its error is logged and never fails the login (the password method
 	// re-hashes here).
@@ -157,4 +167,60 @@ type Callback struct {
 	Flows FlowStore
 	// Identities is the handler's identity store.
 	Identities IdentityStore
+
+	h      *Handler
+	method string
+}
+
+// Cookie returns a cookie with the attributes of every authflow cookie
+// (HttpOnly, Path=/, SameSite=Lax, Secure exactly when the public URL is
+// https, the configured Domain), for Result.Cookies. A negative maxAge
+// deletes the cookie.
+func (c *Callback) Cookie(name, value string, maxAge int) *http.Cookie {
+	return c.h.methodCookie(name, value, maxAge)
+}
+
+// CallbackURL returns the public URL of the method's callback route with
+// path appended: {PublicURL}/self-service/methods/{method}/callback/{path}.
+func (c *Callback) CallbackURL(path string) string { return c.h.callbackURL(c.method, path) }
+
+// Now returns the handler's current time (Config.Now), by which flows
+// expire.
+func (c *Callback) Now() time.Time { return c.h.now() }
+
+// Cookie returns a cookie with the attributes of every authflow cookie,
+// for Result.Cookies; see Callback.Cookie.
+func (s *Submission) Cookie(name, value string, maxAge int) *http.Cookie {
+	return s.h.methodCookie(name, value, maxAge)
+}
+
+// CallbackURL returns the public URL of the method's callback route with
+// path appended; see Callback.CallbackURL.
+func (s *Submission) CallbackURL(path string) string { return s.h.callbackURL(s.method, path) }
+
+// Now returns the handler's current time (Config.Now).
+func (s *Submission) Now() time.Time { return s.h.now() }
+
+// ContinueInBrowser returns an error that sends the browser to url instead
+// of answering: a 303 to non-JSON browser requests, 422
+// browser_location_change_required with redirect_browser_to otherwise. A
+// CallbackMethod returns it from Callback (with a nil flow) when the request
+// must be repeated elsewhere, for example to turn a POSTed callback into a
+// GET so that the browser's SameSite=Lax cookies come along.
+func ContinueInBrowser(url string) error { return &locationChange{url: url} }
+
+// methodCookie is a login method's cookie (Submission.Cookie).
+func (h *Handler) methodCookie(name, value string, maxAge int) *http.Cookie {
+	c := h.cookie(name, value)
+	c.MaxAge = maxAge
+	if maxAge < 0 {
+		c.Value = ""
+		c.Expires = time.Unix(1, 0)
+	}
+	return c
+}
+
+// callbackURL is the public URL of method's callback route plus path.
+func (h *Handler) callbackURL(method, path string) string {
+	return h.public + "/self-service/methods/" + url.PathEscape(method) + "/callback/" + strings.TrimPrefix(path, "/")
 }

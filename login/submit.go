@@ -86,7 +86,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.NoMethod()}})
 	}
 	x.seen.method = m.ID()
-	sub := &Submission{Request: r, Flow: rec, Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder}
+	sub := &Submission{Request: r, Flow: rec, Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder, h: h, method: m.ID()}
 	if cur != nil {
 		sub.Session = h.wireSession(cur.rec, cur.identity)
 	}
@@ -134,6 +134,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	if res.RedirectBrowserTo != "" {
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
+	x.cookies = append(x.cookies, res.Cookies...)
 	resp, err := h.complete(x, rec, cur, res, attempt)
 	if err == nil && h.limiter != nil && key.Identifier != "" {
 		if lerr := h.limiter.Success(ctx, key); lerr != nil {
@@ -309,6 +310,7 @@ func apply(rec *flow.Record, fe *FlowError, csrfToken []byte, now time.Time) {
 
 // continueInBrowser stores the method's state and sends the browser on.
 func (h *Handler) continueInBrowser(x *exchange, rec *flow.Record, m Method, res *Result) error {
+	x.cookies = append(x.cookies, res.Cookies...)
 	if res.MethodState != nil {
 		if rec.MethodState == nil {
 			rec.MethodState = map[string]json.RawMessage{}
