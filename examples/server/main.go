@@ -4,6 +4,12 @@
 //
 //	go run ./examples/server
 //
+// With -oidc-provider (and -oidc-link to seed linked identities) the login
+// page also offers social sign-in:
+//
+//	go run ./examples/server -oidc-provider id=corp,issuer=https://idp.example.com,client-id=X,client-secret=Y \
+//		-oidc-link provider=corp,subject=SUB,email=demo@example.com
+//
 // It prints "listening on <public-url>" when ready. Run it with -h for its
 // flags.
 package main

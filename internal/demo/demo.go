@@ -37,8 +37,10 @@ type Options struct {
 	SessionCookie     string // "" keeps the handler's default naming
 	Hasher            string
 	BcryptCost        int
-	ThrottleFailures  int           // free failures per identifier and address; 0 turns throttling off
-	ThrottleWindow    time.Duration // how long failures are remembered
+	ThrottleFailures  int            // free failures per identifier and address; 0 turns throttling off
+	ThrottleWindow    time.Duration  // how long failures are remembered
+	OIDCProviders     []OIDCProvider // -oidc-provider, in order
+	OIDCLinks         []OIDCLink     // -oidc-link, seeded at start
 }
 
 type stringList []string
@@ -51,7 +53,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 // register flags of their own on fs first (a backend's -postgres DSN).
 func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var o Options
-	var allowed stringList
+	var allowed, oidcProviders, oidcLinks stringList
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:4433", "listen address")
 	fs.StringVar(&o.PublicURL, "public-url", "", "public URL including any mount prefix (default http://<addr>)")
 	fs.StringVar(&o.Identifier, "identifier", "demo@example.com", "identifier of the seeded identity")
@@ -66,7 +68,13 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	fs.IntVar(&o.BcryptCost, "bcrypt-cost", 12, "bcrypt cost")
 	fs.IntVar(&o.ThrottleFailures, "throttle-failures", 5, "free failed logins per identifier and address before delays (0 turns throttling off)")
 	fs.DurationVar(&o.ThrottleWindow, "throttle-window", 15*time.Minute, "how long failed logins are remembered")
+	fs.Var(&oidcProviders, "oidc-provider", "OpenID Connect provider id=ID,issuer=URL,client-id=X,client-secret=Y (repeatable; scopes openid email, claim email to trait email)")
+	fs.Var(&oidcLinks, "oidc-link", "seed a link provider=ID,subject=SUB,email=EMAIL: the identity with that email (created if absent) signs in as that provider subject (repeatable)")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.OIDCProviders, o.OIDCLinks, err = parseOIDC(oidcProviders, oidcLinks); err != nil {
 		return o, err
 	}
 	cookieSet := false
@@ -123,8 +131,9 @@ type Server struct {
 	http.Handler
 }
 
-// New builds the server: the login handler on stores, the seeded identity,
-// and the pages.
+// New builds the server: the login handler on stores (with the oidc method
+// when providers are configured), the seeded identity and oidc links, and
+// the pages.
 func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*Server, error) {
 	if stores.Identities == nil {
 		stores.Identities = session.NewMemoryIdentityStore()
@@ -140,7 +149,19 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	if err := Seed(ctx, stores.Identities, hasher, o.Identifier, o.Password); err != nil {
 		return nil, err
 	}
+	if err := SeedOIDCLinks(ctx, stores.Identities, o.OIDCLinks); err != nil {
+		return nil, err
+	}
+	var methods []login.Method
+	social, err := oidcMethod(o.OIDCProviders)
+	if err != nil {
+		return nil, err
+	}
+	if social != nil {
+		methods = append(methods, social)
+	}
 	h, err := login.New(login.Config{
+		Methods:           methods,
 		PublicURL:         o.PublicURL,
 		LoginUIURL:        o.UIURL,
 		ErrorUIURL:        o.ErrorURL,

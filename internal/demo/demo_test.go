@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauth2-proxy/mockoidc"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -216,4 +217,176 @@ func TestThrottleFlags(t *testing.T) {
 			assert.Equal(t, tc.wantThird, status, tc.wantStatus)
 		})
 	}
+}
+
+func TestParseFlagsOIDC(t *testing.T) {
+	parse := func(args ...string) (Options, error) {
+		return ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), args)
+	}
+	o, err := parse(
+		"-oidc-provider", "id=test,issuer=http://127.0.0.1:9999/oidc,client-id=cid,client-secret=s3cr=t",
+		"-oidc-provider", "id=corp, issuer=https://corp.example.com ,client-id=c2",
+		"-oidc-link", "provider=test,subject=1234567890,email=oidc@example.com",
+		"-oidc-link", "email=Demo@Example.com,provider=corp,subject=u-1")
+	require.NoError(t, err)
+	assert.Equal(t, []OIDCProvider{
+		{ID: "test", Issuer: "http://127.0.0.1:9999/oidc", ClientID: "cid", ClientSecret: "s3cr=t"},
+		{ID: "corp", Issuer: "https://corp.example.com", ClientID: "c2"},
+	}, o.OIDCProviders)
+	assert.Equal(t, []OIDCLink{
+		{Provider: "test", Subject: "1234567890", Email: "oidc@example.com"},
+		{Provider: "corp", Subject: "u-1", Email: "Demo@Example.com"},
+	}, o.OIDCLinks)
+
+	const p = "id=test,issuer=http://idp.example.com,client-id=cid"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-oidc-provider", "issuer=http://idp.example.com,client-id=cid"}, "missing id"},
+		{[]string{"-oidc-provider", "id=test,client-id=cid"}, "missing issuer"},
+		{[]string{"-oidc-provider", "id=test,issuer=http://idp.example.com"}, "missing client-id"},
+		{[]string{"-oidc-provider", "id=test"}, "missing issuer, client-id"},
+		{[]string{"-oidc-provider", p + ",scope=profile"}, `unknown key "scope"`},
+		{[]string{"-oidc-provider", p + ",oops"}, `"oops" is not key=value`},
+		{[]string{"-oidc-provider", p + ",id=again"}, `key "id" given twice`},
+		{[]string{"-oidc-provider", "id=a:b,issuer=http://idp.example.com,client-id=cid"}, "must not contain"},
+		{[]string{"-oidc-provider", "id=test,issuer=idp.example.com,client-id=cid"}, "is not an absolute http(s) URL"},
+		{[]string{"-oidc-provider", p, "-oidc-provider", p}, `provider "test" is configured twice`},
+		{[]string{"-oidc-provider", p, "-oidc-link", "provider=other,subject=s,email=a@example.com"}, `provider "other" is not configured by an -oidc-provider`},
+		{[]string{"-oidc-link", "provider=test,subject=s,email=a@example.com"}, `provider "test" is not configured`},
+		{[]string{"-oidc-provider", p, "-oidc-link", "provider=test,email=a@example.com"}, "missing subject"},
+		{[]string{"-oidc-provider", p, "-oidc-link", "provider=test,subject=s"}, "missing email"},
+		{[]string{"-oidc-provider", p, "-oidc-link", "provider=test,subject=s,email=a@example.com,name=x"}, `unknown key "name"`},
+	} {
+		_, err := parse(tc.args...)
+		assert.ErrorContains(t, err, tc.want, "%q", tc.args)
+	}
+}
+
+// TestSeedOIDCLinksIsIdempotent: a link to the demo identity's email joins
+// it; links with a new email create one identity, which later links with
+// the same email join; seeding again changes nothing.
+func TestSeedOIDCLinksIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	ids := session.NewMemoryIdentityStore()
+	require.NoError(t, Seed(ctx, ids, password.Bcrypt{Cost: 4}, "demo@example.com", "pw"))
+	demo, _, err := ids.FindIdentity(ctx, session.CredentialPassword, "demo@example.com")
+	require.NoError(t, err)
+	links := []OIDCLink{
+		{Provider: "test", Subject: "sub-demo", Email: "Demo@Example.com"},
+		{Provider: "test", Subject: "sub-new", Email: "new@example.com"},
+		{Provider: "corp", Subject: "sub-new-corp", Email: "new@example.com"},
+	}
+	type snapshot map[string]string // identifier -> identity id
+	snap := func() (snapshot, map[string][]session.Credential) {
+		s := snapshot{}
+		creds := map[string][]session.Credential{}
+		for _, l := range links {
+			id, _, err := ids.FindIdentity(ctx, session.CredentialOIDC, l.Provider+":"+l.Subject)
+			require.NoError(t, err, "%s:%s is linked", l.Provider, l.Subject)
+			s[l.Provider+":"+l.Subject] = id.ID
+			creds[id.ID], err = ids.Credentials(ctx, id.ID)
+			require.NoError(t, err)
+		}
+		return s, creds
+	}
+	require.NoError(t, SeedOIDCLinks(ctx, ids, links))
+	first, creds := snap()
+	assert.Equal(t, demo.ID, first["test:sub-demo"], "linked to the demo identity, not a second account")
+	assert.NotEqual(t, demo.ID, first["test:sub-new"])
+	assert.Equal(t, first["test:sub-new"], first["corp:sub-new-corp"], "one identity per email")
+	assert.Len(t, creds[demo.ID], 2, "the demo identity keeps its password and gains the oidc credential")
+	created, err := ids.Identity(ctx, first["test:sub-new"])
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"email":"new@example.com"}`, string(created.Traits))
+	require.Len(t, creds[created.ID], 1)
+	assert.ElementsMatch(t, []string{"test:sub-new", "corp:sub-new-corp"}, creds[created.ID][0].Identifiers)
+	assert.JSONEq(t, `{"providers":[{"provider":"test","subject":"sub-new"},{"provider":"corp","subject":"sub-new-corp"}]}`,
+		string(creds[created.ID][0].Config))
+
+	require.NoError(t, SeedOIDCLinks(ctx, ids, links))
+	again, credsAgain := snap()
+	assert.Equal(t, first, again)
+	assert.Equal(t, creds, credsAgain, "the second seed changes nothing")
+
+	// A restart with one more link for an email seeded before joins it.
+	links = append(links, OIDCLink{Provider: "other", Subject: "x", Email: "NEW@example.com"})
+	require.NoError(t, SeedOIDCLinks(ctx, ids, links))
+	third, _ := snap()
+	assert.Equal(t, first["test:sub-new"], third["other:x"])
+}
+
+// TestOIDCLoginThroughPages: with -oidc-provider the login page shows a
+// plain submit button per provider; posting the page's form as a browser
+// without JavaScript would (empty password fields included) goes through
+// the provider and back to the welcome page of the linked identity; an
+// unlinked subject is back on the login page with 4000037.
+func TestOIDCLoginThroughPages(t *testing.T) {
+	idp, err := mockoidc.Run()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = idp.Shutdown() })
+	mux := http.NewServeMux()
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	o, err := ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{
+		"-public-url", ts.URL, "-hasher", "bcrypt", "-bcrypt-cost", "4",
+		"-oidc-provider", "id=test,issuer=" + idp.Issuer() + ",client-id=" + idp.ClientID + ",client-secret=" + idp.ClientSecret,
+		"-oidc-link", "provider=test,subject=linked-sub,email=oidc@example.com"})
+	require.NoError(t, err)
+	srv, err := New(context.Background(), o, Stores{}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	mux.Handle("/", srv)
+
+	jar, _ := cookiejar.New(nil)
+	// Follows redirects (to the provider and back), like a browser.
+	c := &http.Client{Jar: jar}
+	separateRE := regexp.MustCompile(`(?s)<form class="separate" action="([^"]+)" method="POST">(.*?)</form>`)
+	loginPage := func() (string, string, url.Values) {
+		t.Helper()
+		resp, err := c.Get(ts.URL + "/self-service/login/browser")
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "/login", resp.Request.URL.Path)
+		page := string(b)
+		m := separateRE.FindStringSubmatch(page)
+		require.NotNil(t, m, "the provider buttons have a form of their own: %s", page)
+		action := html.UnescapeString(m[1])
+		csrf := html.UnescapeString(csrfRE.FindStringSubmatch(m[2])[1])
+		return page, action, url.Values{"csrf_token": {csrf}, "provider": {"test"}} // what the browser posts
+	}
+	page, action, form := loginPage()
+	assert.Contains(t, page, `<button type="submit" name="provider" value="test">Sign in with test</button>`)
+	// Enter in a field submits its form's first button: the password
+	// form's own, never a provider.
+	pwForm := regexp.MustCompile(`(?s)<form action="[^"]+" method="POST" novalidate>(.*?)</form>`).FindStringSubmatch(page)
+	require.NotNil(t, pwForm, page)
+	assert.Contains(t, pwForm[1], `name="password"`)
+	assert.NotContains(t, pwForm[1], `name="provider"`)
+	assert.Contains(t, pwForm[1], `>Sign in with password</button>`)
+	assert.NotContains(t, page, "<script", "no JavaScript needed")
+
+	idp.QueueUser(&mockoidc.MockUser{Subject: "linked-sub", Email: "oidc@example.com"})
+	resp, err := c.PostForm(action, form)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, ts.URL+"/welcome", resp.Request.URL.String())
+	assert.Contains(t, string(b), "Welcome, oidc@example.com")
+
+	jar2, _ := cookiejar.New(nil)
+	c.Jar = jar2
+	_, action, form = loginPage()
+	idp.QueueUser(&mockoidc.MockUser{Subject: "stranger", Email: "stranger@example.com"})
+	resp, err = c.PostForm(action, form)
+	require.NoError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "/login", resp.Request.URL.Path, "an unlinked subject is back on the login page")
+	assert.Contains(t, string(b), `data-message-id="4000037"`)
+	assert.NotContains(t, string(b), "Welcome")
 }

@@ -36,6 +36,10 @@ type loginView struct {
 	Hidden   []nodeView
 	Fields   []nodeView
 	Buttons  []nodeView
+	// Separate are the buttons of groups without fields (a social sign-in
+	// provider's): they get a form of their own, so that Enter in a field
+	// submits the fields' form, never a provider.
+	Separate []nodeView
 	Refresh  bool
 }
 
@@ -79,6 +83,19 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 			v.Fields = append(v.Fields, nv)
 		}
 	}
+	withFields := map[string]bool{}
+	for _, f := range v.Fields {
+		withFields[f.Group] = true
+	}
+	var buttons []nodeView
+	for _, b := range v.Buttons {
+		if withFields[b.Group] || len(v.Fields) == 0 {
+			buttons = append(buttons, b)
+		} else {
+			v.Separate = append(v.Separate, b)
+		}
+	}
+	v.Buttons = buttons
 	if i := focusIndex(v.Fields); i >= 0 {
 		v.Fields[i].Autofocus = true
 	}
