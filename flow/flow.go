@@ -76,6 +76,11 @@ type Flow struct {
 	Refresh      bool      `json:"refresh"`
 	RequestedAAL string    `json:"requested_aal"`
 	State        State     `json:"state"`
+	// SessionTokenExchangeCode is the init code of the session token
+	// exchange (a native app's social sign-in): sent once, in the answer
+	// that creates an API flow with return_session_token_exchange_code.
+	// It is never stored (the handler keeps only its hash) nor sent again.
+	SessionTokenExchangeCode string `json:"session_token_exchange_code,omitempty"`
 }
 
 // Expired reports whether the flow has expired at now (expires_at strictly

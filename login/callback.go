@@ -60,12 +60,17 @@ func (h *Handler) callback(x *exchange) (*response, error) {
 	}
 	if rec.Flow.Type == flow.TypeAPI {
 		// The session of a native app's flow must reach the app, not the
-		// browser that happens to finish the login; until the session
-		// token exchange exists, such a flow issues no session here.
-		return nil, errNativeCallback
+		// browser that happens to finish the login: with the session token
+		// exchange, the browser only carries a code back to the app;
+		// without it, such a flow issues no session here.
+		st := exchangeOf(rec)
+		if st == nil {
+			return nil, errNativeCallback
+		}
+		return h.completeForExchange(x, rec, st, res, h.attempt(rec, m, &Submission{Request: x.r, Flow: rec}))
 	}
 	return h.complete(x, rec, cur, res, h.attempt(rec, m, &Submission{Request: x.r, Flow: rec}))
 }
 
 // errNativeCallback refuses to finish a native app's flow in a browser.
-var errNativeCallback = autherrors.BadRequest("This login was started by a native app and cannot be finished in a browser: no session was issued. Start the login in the browser instead.")
+var errNativeCallback = autherrors.BadRequest("This login was started by a native app without return_session_token_exchange_code and cannot be finished in a browser: no session was issued. Start the login in the browser instead, or let the app request the session token exchange.")

@@ -233,6 +233,9 @@ func New(cfg Config) (*Handler, error) {
 		if m == nil || m.ID() == "" {
 			return nil, errors.New("login: Methods contains a nil method or one without ID")
 		}
+		if strings.HasPrefix(m.ID(), "_") {
+			return nil, fmt.Errorf("login: method ID %q is reserved (IDs starting with \"_\" name the handler's own flow state)", m.ID())
+		}
 		if _, dup := h.methods[m.ID()]; dup || (m.ID() == "password" && !cfg.DisablePassword) {
 			return nil, fmt.Errorf("login: two methods have the ID %q", m.ID())
 		}

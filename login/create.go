@@ -27,6 +27,7 @@ type flowOptions struct {
 	session    *current // for refresh and step-up flows
 	messages   []flow.Message
 	csrfToken  []byte // browser flows
+	exchange   bool   // API flows: with a session token exchange code
 }
 
 // createBrowserFlow serves GET /self-service/login/browser.
@@ -52,10 +53,16 @@ func (h *Handler) createBrowserFlow(x *exchange) (*response, error) {
 // createAPIFlow serves GET /self-service/login/api.
 func (h *Handler) createAPIFlow(x *exchange) (*response, error) {
 	x.json = true
+	q := x.r.URL.Query()
+	exchange, _ := strconv.ParseBool(q.Get("return_session_token_exchange_code"))
+	if exchange && q.Get("return_to") == "" {
+		return nil, errExchangeNeedsReturnTo
+	}
 	opts, err := h.initOptions(x)
 	if err != nil {
 		return nil, err
 	}
+	opts.exchange = exchange
 	rec, err := h.newFlow(x.r.Context(), flow.TypeAPI, opts)
 	if err != nil {
 		return nil, err
@@ -182,9 +189,18 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	}
 	sortNodes(f.UI.Nodes)
 	rec.Flow = f
+	code := ""
+	if o.exchange && typ == flow.TypeAPI {
+		var err error
+		if code, err = newExchangeCode(rec); err != nil {
+			return nil, err
+		}
+	}
 	if err := h.cfg.FlowStore.CreateFlow(ctx, rec); err != nil {
 		return nil, fmt.Errorf("store flow: %w", err)
 	}
+	// The init code is answered once and never stored: only its hash is.
+	rec.Flow.SessionTokenExchangeCode = code
 	return rec, nil
 }
 
@@ -265,6 +281,7 @@ func (h *Handler) Flow(r *http.Request, id string) (*flow.Flow, error) {
 		}
 		return nil, autherrors.FlowExpiredOnFetch(true, map[string]any{"redirect_to": redirect, "return_to": rec.Flow.ReturnTo})
 	}
+	rec.Flow.SessionTokenExchangeCode = "" // answered once, at creation
 	return &rec.Flow, nil
 }
 

@@ -670,7 +670,7 @@ func faultSubmitCase(t *testing.T, sc faultScenario, mode faultMode, n int, name
 	// got its session holds a cookie: resubmit without cookies then.
 	again := *s
 	if r.status < http.StatusInternalServerError && sc.kind != subAPI {
-		again.c = &http.Client{CheckRedirect: noRedirects}
+		again.c = fe.api()
 	}
 	r2 := again.submit(t, again.creds(l.identifier, l.secret), l.header)
 	if completed {

@@ -31,6 +31,7 @@ import (
 //	POST   /self-service/login?flow=        submit: 200, 303, 400 (flow), 410, 422, errors
 //	GET    /self-service/errors?id=         fetch an error forwarded to the error UI
 //	*      /sessions/whoami                 the current session: 200 or 401
+//	GET    /sessions/token-exchange?init_code=&return_to_code=  a native app's session after social sign-in: 200, 400 or 403
 //	GET    /self-service/logout/browser     a logout URL for the browser's session
 //	GET    /self-service/logout?token=      log the browser out: 303 or 204
 //	DELETE /self-service/logout/api         revoke a session token: 204 or 403
@@ -67,6 +68,7 @@ func (h *Handler) routes() {
 	mux.Handle("GET /self-service/login", h.endpoint("login.submit", h.submit)) // answered with a decode error, as Kratos does
 	mux.Handle("GET /self-service/errors", h.endpoint("error.fetch", h.fetchError))
 	mux.Handle("/sessions/whoami", h.endpoint("whoami", h.whoami))
+	mux.Handle("GET /sessions/token-exchange", h.endpoint("session.exchange", h.tokenExchange))
 	mux.Handle("GET /self-service/logout/browser", h.endpoint("logout.url", h.logoutURL))
 	mux.Handle("GET /self-service/logout", h.endpoint("logout", h.logout))
 	mux.Handle("DELETE /self-service/logout/api", h.endpoint("logout.api", h.logoutAPI))

@@ -129,11 +129,16 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func (e *env) browser() *http.Client {
 	jar, err := cookiejar.New(nil)
 	require.NoError(e.t, err)
-	return &http.Client{Jar: jar, CheckRedirect: noRedirects}
+	return &http.Client{Jar: jar, CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
 }
 
 // api returns a client without cookies that does not follow redirects.
-func (e *env) api() *http.Client { return &http.Client{CheckRedirect: noRedirects} }
+// Clients use the test server's own transport: closing another test's
+// server closes http.DefaultTransport's idle connections, which breaks a
+// parallel test's request that just picked one up.
+func (e *env) api() *http.Client {
+	return &http.Client{CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
+}
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 

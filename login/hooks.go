@@ -83,7 +83,8 @@ type Event struct {
 	Time time.Time
 	// Action names the endpoint: "login.create" (browser and API flow
 	// creation), "login.fetch", "login.submit", "login.callback",
-	// "error.fetch", "whoami", "logout.url", "logout", "logout.api".
+	// "error.fetch", "whoami", "logout.url", "logout", "logout.api",
+	// "session.exchange" (a native app's session token exchange).
 	Action  string
 	Outcome Outcome
 	// Status is the HTTP status answered.
@@ -134,7 +135,7 @@ func (h *Handler) report(x *exchange, err error) {
 	switch {
 	case outcome == OutcomeError:
 		level = slog.LevelError
-	case x.seen.action == "login.submit" || x.seen.action == "login.callback" || x.seen.action == "logout" || x.seen.action == "logout.api":
+	case x.seen.action == "login.submit" || x.seen.action == "login.callback" || x.seen.action == "logout" || x.seen.action == "logout.api" || x.seen.action == "session.exchange":
 		if outcome != OutcomeRefused && outcome != OutcomeAlreadySignedIn {
 			level = slog.LevelInfo
 		}

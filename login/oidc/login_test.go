@@ -119,9 +119,11 @@ func TestLocationChangeAPIFlow(t *testing.T) {
 	assert.Nil(t, r.cookie(oidc.DefaultStateCookieName))
 }
 
-// TestAPIFlowFinishedInABrowser: until the session token exchange exists,
-// a native app's flow finished at the provider issues no session to the
-// browser that happens to finish it: it ends on the error UI.
+// TestAPIFlowFinishedInABrowser: a native app's flow created without
+// return_session_token_exchange_code and finished at the provider issues no
+// session to the browser that happens to finish it: it ends on the error
+// UI. With the exchange requested, the login completes and the app gets the
+// session from the exchange (see exchange_test.go).
 func TestAPIFlowFinishedInABrowser(t *testing.T) {
 	e := newEnv(t)
 	native := e.addIdentity("native@example.com", oidc.Credential(providerID, "native-subject"))
@@ -139,6 +141,14 @@ func TestAPIFlowFinishedInABrowser(t *testing.T) {
 	reason, _ := got["error"].(map[string]any)["reason"].(string)
 	assert.Contains(t, reason, "started by a native app")
 	assert.Empty(t, e.sessionsOf(native.ID), "no session was issued")
+
+	// The same login with the exchange requested completes.
+	e.queueUser("native-subject")
+	f := e.nativeFlow(nativeReturn)
+	back := e.finishInBrowser(f)
+	r = e.exchange(f.SessionTokenExchangeCode, back.Query().Get("code"))
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Len(t, e.sessionsOf(native.ID), 1)
 }
 
 func wantLocationChange(t *testing.T, e *env, r *result) {

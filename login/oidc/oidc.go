@@ -23,6 +23,12 @@
 // whose value's SHA-256 the flow keeps. The PKCE verifier and the nonce
 // never leave the server.
 //
+// A native app's API flow finishes at the provider in the system browser:
+// created with return_session_token_exchange_code=true, the callback sends
+// the browser back to the flow's return_to with a code, for which the app
+// gets the session token at GET /sessions/token-exchange (see login); without
+// it, such a flow issues no session.
+//
 // Provider discovery is fetched on first use and retried on the next use
 // after a failure, so a server may start before its providers.
 package oidc
