@@ -1,4 +1,4 @@
-package e2e_test
+package e2e
 
 // Helpers of kratosui_test.go: the example server and the Node UI of
 // examples/kratos-ui as real processes, a real headless Chromium driven by
@@ -13,9 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,8 +31,6 @@ import (
 )
 
 const (
-	// kuiStepTimeout bounds one browser step (a navigation, a wait, a click).
-	kuiStepTimeout = 15 * time.Second
 	// kuiStartTimeout bounds the wait for a process's "listening on" line.
 	kuiStartTimeout = 30 * time.Second
 	// kuiNpmTimeout bounds `npm ci`.
@@ -99,56 +95,6 @@ func kuiEnsureNodeModules(t *testing.T, npm, dir string) {
 	t.Logf("npm ci in %s took %v", dir, time.Since(start).Round(time.Millisecond))
 }
 
-// kuiBuildServer builds examples/server (in its own module, as `go run
-// ./examples/server` does) and returns the binary's path.
-func kuiBuildServer(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	require.NoError(t, err, "the go command is needed to build the example server")
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	bin := filepath.Join(t.TempDir(), "server")
-	cmd := exec.Command(goTool, "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join(wd, "..", "server")
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build of the example server (in %s) failed:\n%s", cmd.Dir, out)
-	t.Logf("built the example server in %v", time.Since(start).Round(time.Millisecond))
-	return bin
-}
-
-// kuiFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func kuiFreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	return port
-}
-
-// kuiLockedBuffer collects a process's output for failure logs.
-type kuiLockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *kuiLockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *kuiLockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
-}
-
 // kuiStartProcess starts cmd, waits for the line starting with "listening on "
 // on its standard output and returns that line. The process is interrupted
 // (then killed) when the test ends, and its output is logged if the test
@@ -156,7 +102,7 @@ func (b *kuiLockedBuffer) tail(n int) string {
 func kuiStartProcess(t *testing.T, name string, cmd *exec.Cmd) string {
 	t.Helper()
 	stdoutR, stdoutW := io.Pipe()
-	output := &kuiLockedBuffer{}
+	output := &browserLockedBuffer{}
 	cmd.Stdout = io.MultiWriter(stdoutW, output)
 	cmd.Stderr = output
 	require.NoError(t, cmd.Start(), "start %s", name)
@@ -213,7 +159,7 @@ func kuiStartProcess(t *testing.T, name string, cmd *exec.Cmd) string {
 // flags, and returns its public URL.
 func kuiStartAuthflow(t *testing.T, bin, ui string, extra ...string) string {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(kuiFreePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(browserFreePort(t))
 	args := append([]string{
 		"-addr", addr,
 		"-hasher", "bcrypt", "-bcrypt-cost", "4",
@@ -262,7 +208,7 @@ func kuiStartUI(t *testing.T, node, dir string, port int, kratos string) string 
 func kuiStartBrowser(t *testing.T, ctx context.Context, execPath string) context.Context {
 	t.Helper()
 	profile := t.TempDir()
-	output := &kuiLockedBuffer{}
+	output := &browserLockedBuffer{}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(execPath),
 		chromedp.Flag("headless", true),
@@ -381,99 +327,12 @@ func kuiTab(t *testing.T, browserCtx context.Context) (context.Context, *kuiPage
 	return tab, pages
 }
 
-// kuiDo runs actions in the tab with a per-step timeout.
-func kuiDo(t *testing.T, tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
-	defer cancel()
-	require.NoError(t, chromedp.Do(ctx, actions...), what)
-}
-
-// kuiRun runs one action that returns a value, with a per-step timeout.
-func kuiRun[T any](t *testing.T, tab context.Context, what string, action chromedp.Action[T]) T {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
-	defer cancel()
-	v, err := chromedp.Run(ctx, action)
-	require.NoError(t, err, what)
-	return v
-}
-
-// kuiNavigate runs actions that make the page navigate, waits until the last
-// page of any redirect chain has loaded, checks that it answered 200 with
-// HTML and that the address bar shows it, and returns its URL.
-func kuiNavigate(t *testing.T, tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) *url.URL {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
-	defer cancel()
-	resp, err := chromedp.RunResponse(ctx, actions...)
-	require.NoError(t, err, what)
-	require.NotNil(t, resp, what)
-	require.EqualValues(t, 200, resp.Status, "%s: status of %s", what, resp.URL)
-	require.Contains(t, resp.MimeType, "text/html", "%s: %s", what, resp.URL)
-	u, err := url.Parse(resp.URL)
-	require.NoError(t, err)
-	loc := kuiRun(t, tab, "read location", chromedp.Location())
-	require.Equal(t, resp.URL, loc, "%s: the address bar", what)
-	return u
-}
-
-// kuiText returns document.body.innerText, the text a user sees.
-func kuiText(t *testing.T, tab context.Context) string {
-	t.Helper()
-	return kuiRun(t, tab, "read the page text", chromedp.Evaluate[string]("document.body.innerText"))
-}
-
-// kuiCookies returns the browser's cookies for the URL, by name.
-func kuiCookies(t *testing.T, tab context.Context, rawURL string) map[string]*network.Cookie {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(tab, kuiStepTimeout)
-	defer cancel()
-	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{rawURL}})
-	require.NoError(t, err, "Network.getCookies")
-	m := make(map[string]*network.Cookie, len(res.Cookies))
-	for _, c := range res.Cookies {
-		m[c.Name] = c
-	}
-	return m
-}
-
-// kuiScreenshotDir returns $AUTHFLOW_SCREENSHOTS (created if needed), else a
-// new temporary directory that is kept after the test.
-func kuiScreenshotDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("AUTHFLOW_SCREENSHOTS")
-	if dir != "" {
-		require.NoError(t, os.MkdirAll(dir, 0o755))
-	} else {
-		var err error
-		dir, err = os.MkdirTemp("", "authflow-screenshots-")
-		require.NoError(t, err)
-	}
-	abs, err := filepath.Abs(dir)
-	require.NoError(t, err)
-	t.Logf("screenshots go to %s (kept; set AUTHFLOW_SCREENSHOTS to choose the directory)", abs)
-	return abs
-}
-
 // kuiScreenshot saves a full-page PNG of the tab as dir/name.
 func kuiScreenshot(t *testing.T, tab context.Context, dir, name string) {
 	t.Helper()
-	png := kuiRun(t, tab, "screenshot "+name, chromedp.FullScreenshot(100))
+	png := browserRun(t, tab, "screenshot "+name, chromedp.FullScreenshot(100))
 	require.True(t, bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")), "screenshot %s is not a PNG", name)
 	path := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(path, png, 0o644))
 	t.Logf("screenshot: %s", path)
-}
-
-// kuiSleepUntil waits until the deadline, or fails when ctx ends first.
-func kuiSleepUntil(t *testing.T, ctx context.Context, deadline time.Time) {
-	t.Helper()
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-		require.NoError(t, errors.Join(ctx.Err(), fmt.Errorf("while waiting until %v", deadline)))
-	}
 }

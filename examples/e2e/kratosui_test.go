@@ -1,4 +1,4 @@
-package e2e_test
+package e2e
 
 // A UI written for Ory Kratos, unchanged, against authflow: the Node app of
 // examples/kratos-ui (Express, Ory's SDK @ory/client and Ory's components
@@ -61,12 +61,12 @@ func TestKratosUI(t *testing.T) {
 
 	dir := kuiUIDir(t)
 	kuiEnsureNodeModules(t, npm, dir)
-	shots := kuiScreenshotDir(t)
-	bin := kuiBuildServer(t)
+	shots := browserScreenshotDir(t)
+	bin := browserBuildServer(t)
 
 	// The UI's port is chosen first: authflow needs its URLs, the UI needs
 	// authflow's.
-	uiPort := kuiFreePort(t)
+	uiPort := browserFreePort(t)
 	kratos := kuiStartAuthflow(t, bin, "http://127.0.0.1:"+strconv.Itoa(uiPort))
 	ui := kuiStartUI(t, node, dir, uiPort, kratos)
 
@@ -95,7 +95,7 @@ func TestKratosUI(t *testing.T) {
 
 	t.Run("ExpiredFlow", func(t *testing.T) {
 		// Its own authflow with a short flow lifespan, and its own UI for it.
-		port := kuiFreePort(t)
+		port := browserFreePort(t)
 		shortKratos := kuiStartAuthflow(t, bin, "http://127.0.0.1:"+strconv.Itoa(port),
 			"-flow-lifespan", kuiFlowLifespan.String())
 		shortUI := kuiStartUI(t, node, dir, port, shortKratos)
@@ -133,7 +133,7 @@ func kuiFlowID(t *testing.T, ui string, u *url.URL) string {
 func kuiCheckPage(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, what string) {
 	t.Helper()
 	script := kratos + "/.well-known/ory/webauthn.js"
-	src := kuiRun(t, tab, "read the webauthn.js script tag",
+	src := browserRun(t, tab, "read the webauthn.js script tag",
 		chromedp.Evaluate[string](`(s => s ? s.src : "")(`+kuiWebAuthnTag+`)`))
 	assert.Equal(t, script, src, "%s: <head> loads authflow's webauthn.js", what)
 	outcomes := pages.Outcomes(script)
@@ -149,17 +149,17 @@ func kuiCheckPage(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, 
 // and a form that posts to the flow's ui.action on authflow.
 func kuiCheckLoginCard(t *testing.T, tab context.Context, kratos, id string) {
 	t.Helper()
-	kuiDo(t, tab, "the login card is visible", chromedp.WaitVisible(chromedp.CSS(kuiCard)))
-	assert.Equal(t, "Sign In", kuiRun(t, tab, "read the card title", chromedp.Text(chromedp.CSS(kuiCard+" h2"))))
+	browserDo(t, tab, "the login card is visible", chromedp.WaitVisible(chromedp.CSS(kuiCard)))
+	assert.Equal(t, "Sign In", browserRun(t, tab, "read the card title", chromedp.Text(chromedp.CSS(kuiCard+" h2"))))
 
 	// getAttribute: the button named "method" shadows the form's method property.
-	form := kuiRun(t, tab, "read the form", chromedp.Evaluate[[]string](
+	form := browserRun(t, tab, "read the form", chromedp.Evaluate[[]string](
 		`(f => [f.getAttribute("action"), f.getAttribute("method").toUpperCase()])(document.querySelector('`+kuiForm+`'))`))
 	assert.Equal(t, []string{kratos + "/self-service/login?flow=" + id, "POST"}, form, "form action and method")
-	csrf := kuiRun(t, tab, "read the CSRF token", chromedp.Value(chromedp.CSS(kuiForm+` input[type=hidden][name=csrf_token]`)))
+	csrf := browserRun(t, tab, "read the CSRF token", chromedp.Value(chromedp.CSS(kuiForm+` input[type=hidden][name=csrf_token]`)))
 	assert.NotEmpty(t, csrf, "the form carries the CSRF token")
 
-	fields := kuiRun(t, tab, "read the fields", chromedp.Evaluate[[]string](
+	fields := browserRun(t, tab, "read the fields", chromedp.Evaluate[[]string](
 		`Array.from(document.querySelectorAll('`+kuiForm+` input:not([type=hidden])'), i =>
 			[i.name, i.type, i.getAttribute("autocomplete"), i.required,
 			 Array.from(i.labels, l => l.textContent.replace("*", "").trim()).join(",")].join("|"))`))
@@ -167,21 +167,21 @@ func kuiCheckLoginCard(t *testing.T, tab context.Context, kratos, id string) {
 		"identifier|text|username|true|E-Mail",
 		"password|password|current-password|true|Password",
 	}, fields, "visible fields as name|type|autocomplete|required|labels")
-	kuiDo(t, tab, "the submit button is visible", chromedp.WaitVisible(chromedp.CSS(kuiSubmit)))
-	assert.Equal(t, "Sign in with password", kuiRun(t, tab, "read the button", chromedp.Text(chromedp.CSS(kuiSubmit))))
+	browserDo(t, tab, "the submit button is visible", chromedp.WaitVisible(chromedp.CSS(kuiSubmit)))
+	assert.Equal(t, "Sign in with password", browserRun(t, tab, "read the button", chromedp.Text(chromedp.CSS(kuiSubmit))))
 }
 
 // kuiMessageIDs returns the ids of the messages Ory Elements shows.
 func kuiMessageIDs(t *testing.T, tab context.Context) []string {
 	t.Helper()
-	return kuiRun(t, tab, "read the messages", chromedp.Evaluate[[]string](
+	return browserRun(t, tab, "read the messages", chromedp.Evaluate[[]string](
 		`Array.from(document.querySelectorAll('`+kuiMessages+`'), e => e.dataset.testid.slice("ui/message/".length))`))
 }
 
 // Step 1: the UI's /login without a flow goes through authflow's browser
 // init and comes back with ?flow=, rendered by Ory's card.
 func kuiLoginPage(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, ui, shots string) {
-	u := kuiNavigate(t, tab, "open the UI's login", chromedp.Navigate(ui+"/login"))
+	u := browserNavigate(t, tab, "open the UI's login", chromedp.Navigate(ui+"/login"))
 	id := kuiFlowID(t, ui, u)
 	kuiCheckLoginCard(t, tab, kratos, id)
 	assert.Empty(t, kuiMessageIDs(t, tab), "a fresh flow shows no message")
@@ -192,12 +192,12 @@ func kuiLoginPage(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, 
 // Step 2: a wrong password: authflow sends the browser back to the same flow,
 // and the card shows message 4000006.
 func kuiWrongPassword(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, ui, shots string) {
-	loc := kuiRun(t, tab, "read location", chromedp.Location())
+	loc := browserRun(t, tab, "read location", chromedp.Location())
 	before, err := url.Parse(loc)
 	require.NoError(t, err)
 	id := kuiFlowID(t, ui, before)
 
-	u := kuiNavigate(t, tab, "submit a wrong password",
+	u := browserNavigate(t, tab, "submit a wrong password",
 		chromedp.SendKeys(chromedp.CSS(kuiIDField), kuiIdentifier),
 		chromedp.SendKeys(chromedp.CSS(kuiPassField), "not the password"),
 		chromedp.Click(chromedp.CSS(kuiSubmit)),
@@ -205,15 +205,15 @@ func kuiWrongPassword(t *testing.T, tab context.Context, pages *kuiPageLog, krat
 	require.Equal(t, id, kuiFlowID(t, ui, u), "a wrong password shows the same flow again")
 
 	msg := `[data-testid="ui/message/4000006"]`
-	kuiDo(t, tab, "the invalid-credentials message is visible", chromedp.WaitVisible(chromedp.CSS(msg)))
-	text := kuiRun(t, tab, "read the message", chromedp.Text(chromedp.CSS(msg)))
+	browserDo(t, tab, "the invalid-credentials message is visible", chromedp.WaitVisible(chromedp.CSS(msg)))
+	text := browserRun(t, tab, "read the message", chromedp.Text(chromedp.CSS(msg)))
 	assert.True(t, strings.HasPrefix(text, "The provided credentials are invalid"), "message 4000006: %q", text)
 	assert.Equal(t, []string{"4000006"}, kuiMessageIDs(t, tab), "the only message shown")
-	assert.Equal(t, kuiIdentifier, kuiRun(t, tab, "read the identifier", chromedp.Value(chromedp.CSS(kuiIDField))),
+	assert.Equal(t, kuiIdentifier, browserRun(t, tab, "read the identifier", chromedp.Value(chromedp.CSS(kuiIDField))),
 		"the identifier is kept")
-	assert.Empty(t, kuiRun(t, tab, "read the password", chromedp.Value(chromedp.CSS(kuiPassField))),
+	assert.Empty(t, browserRun(t, tab, "read the password", chromedp.Value(chromedp.CSS(kuiPassField))),
 		"the password is never sent back")
-	assert.NotContains(t, kuiText(t, tab), "not the password")
+	assert.NotContains(t, browserText(t, tab), "not the password")
 	kuiCheckLoginCard(t, tab, kratos, id)
 	kuiCheckPage(t, tab, pages, kratos, "login page with an error")
 	kuiScreenshot(t, tab, shots, "kratosui-login-error.png")
@@ -222,15 +222,15 @@ func kuiWrongPassword(t *testing.T, tab context.Context, pages *kuiPageLog, krat
 // Step 3: the right password: authflow sets the session cookie and sends the
 // browser to the UI's /welcome, which reads the session with toSession.
 func kuiRightPassword(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, ui, shots string) {
-	u := kuiNavigate(t, tab, "submit the right password",
+	u := browserNavigate(t, tab, "submit the right password",
 		chromedp.SendKeys(chromedp.CSS(kuiPassField), kuiPassword),
 		chromedp.Click(chromedp.CSS(kuiSubmit)),
 	)
 	require.Equal(t, ui+"/welcome", u.String(), "after the login the browser shows the default return URL, the UI's /welcome")
-	kuiDo(t, tab, "the session's email is visible", chromedp.WaitVisible(chromedp.CSS(kuiEmail)))
-	assert.Equal(t, kuiIdentifier, kuiRun(t, tab, "read the email", chromedp.Text(chromedp.CSS(kuiEmail))),
+	browserDo(t, tab, "the session's email is visible", chromedp.WaitVisible(chromedp.CSS(kuiEmail)))
+	assert.Equal(t, kuiIdentifier, browserRun(t, tab, "read the email", chromedp.Text(chromedp.CSS(kuiEmail))),
 		"the identity's traits.email, from toSession")
-	logout := kuiRun(t, tab, "read the logout link", chromedp.Attributes(chromedp.CSS(kuiLogoutLink)))["href"]
+	logout := browserRun(t, tab, "read the logout link", chromedp.Attributes(chromedp.CSS(kuiLogoutLink)))["href"]
 	assert.True(t, strings.HasPrefix(logout, kratos+"/self-service/logout?token="),
 		"the logout link from createBrowserLogoutFlow: %q", logout)
 	kuiCheckPage(t, tab, pages, kratos, "welcome page")
@@ -238,28 +238,28 @@ func kuiRightPassword(t *testing.T, tab context.Context, pages *kuiPageLog, krat
 
 	// The session cookie authflow set is the one the UI's server forwarded:
 	// cookies are per host, not per port.
-	assert.Contains(t, kuiCookies(t, tab, kratos+"/"), "authflow_session", "authflow set the session cookie")
-	assert.Contains(t, kuiCookies(t, tab, ui+"/"), "authflow_session", "the browser sends it to the UI too")
+	assert.Contains(t, browserCookies(t, tab, kratos+"/"), "authflow_session", "authflow set the session cookie")
+	assert.Contains(t, browserCookies(t, tab, ui+"/"), "authflow_session", "the browser sends it to the UI too")
 }
 
 // Step 4: the logout link: authflow ends the session and sends the browser
 // to /welcome, which without a session starts a new login.
 func kuiLogout(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, ui string) {
-	u := kuiNavigate(t, tab, "click the logout link", chromedp.Click(chromedp.CSS(kuiLogoutLink)))
+	u := browserNavigate(t, tab, "click the logout link", chromedp.Click(chromedp.CSS(kuiLogoutLink)))
 	kuiCheckLoginCard(t, tab, kratos, kuiFlowID(t, ui, u))
-	assert.NotContains(t, kuiCookies(t, tab, kratos+"/"), "authflow_session", "the logout removes the session cookie")
+	assert.NotContains(t, browserCookies(t, tab, kratos+"/"), "authflow_session", "the logout removes the session cookie")
 	kuiCheckPage(t, tab, pages, kratos, "login page after the logout")
 
-	u = kuiNavigate(t, tab, "open the welcome page again", chromedp.Navigate(ui+"/welcome"))
+	u = browserNavigate(t, tab, "open the welcome page again", chromedp.Navigate(ui+"/welcome"))
 	kuiFlowID(t, ui, u)
-	assert.NotContains(t, kuiText(t, tab), kuiIdentifier, "the welcome page needs a session")
+	assert.NotContains(t, browserText(t, tab), kuiIdentifier, "the welcome page needs a session")
 }
 
 // A flow authflow does not know (404 on getLoginFlow) is replaced by a new
 // one, as the reference UI does.
 func kuiUnknownFlow(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, ui string) {
 	const unknown = "6f1c2a0e-8d4b-4c3e-9a57-0b6d1e2f3a4b"
-	u := kuiNavigate(t, tab, "open the UI's login with an unknown flow", chromedp.Navigate(ui+"/login?flow="+unknown))
+	u := browserNavigate(t, tab, "open the UI's login with an unknown flow", chromedp.Navigate(ui+"/login?flow="+unknown))
 	id := kuiFlowID(t, ui, u)
 	assert.NotEqual(t, unknown, id, "an unknown flow is replaced by a new one")
 	kuiCheckLoginCard(t, tab, kratos, id)
@@ -271,12 +271,12 @@ func kuiUnknownFlow(t *testing.T, tab context.Context, pages *kuiPageLog, kratos
 // UserErrorCard.
 func kuiErrorPage(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, ui, shots string) {
 	const evil = "https://evil.example.net/"
-	u := kuiNavigate(t, tab, "start a login with a foreign return_to",
+	u := browserNavigate(t, tab, "start a login with a foreign return_to",
 		chromedp.Navigate(kratos+"/self-service/login/browser?"+url.Values{"return_to": {evil}}.Encode()))
 	require.Equal(t, ui+"/error", u.Scheme+"://"+u.Host+u.Path, "expected the UI's error page, got %s", u)
 	require.NotEmpty(t, u.Query().Get("id"), "the error page URL %s names no error", u)
-	kuiDo(t, tab, "the error card is visible", chromedp.WaitVisible(chromedp.CSS(kuiErrorCard)))
-	assert.Contains(t, kuiText(t, tab), `Requested return_to URL "`+evil+`" is not allowed.`, "the error's reason")
+	browserDo(t, tab, "the error card is visible", chromedp.WaitVisible(chromedp.CSS(kuiErrorCard)))
+	assert.Contains(t, browserText(t, tab), `Requested return_to URL "`+evil+`" is not allowed.`, "the error's reason")
 	kuiCheckPage(t, tab, pages, kratos, "error page")
 	kuiScreenshot(t, tab, shots, "kratosui-error-page.png")
 }
@@ -285,28 +285,28 @@ func kuiErrorPage(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, 
 // flow carrying message 4010001; the expired flow's page, opened again,
 // starts a new flow (410 on getLoginFlow).
 func kuiExpiredFlow(t *testing.T, ctx, tab context.Context, pages *kuiPageLog, kratos, ui, shots string) {
-	u := kuiNavigate(t, tab, "open the UI's login", chromedp.Navigate(ui+"/login"))
+	u := browserNavigate(t, tab, "open the UI's login", chromedp.Navigate(ui+"/login"))
 	loaded := time.Now() // the flow was created before this
 	old := kuiFlowID(t, ui, u)
-	kuiDo(t, tab, "type the right credentials",
+	browserDo(t, tab, "type the right credentials",
 		chromedp.SendKeys(chromedp.CSS(kuiIDField), kuiIdentifier),
 		chromedp.SendKeys(chromedp.CSS(kuiPassField), kuiPassword))
-	kuiSleepUntil(t, ctx, loaded.Add(kuiExpiryWait))
+	browserSleepUntil(t, ctx, loaded.Add(kuiExpiryWait))
 
-	u = kuiNavigate(t, tab, "submit the expired flow", chromedp.Click(chromedp.CSS(kuiSubmit)))
+	u = browserNavigate(t, tab, "submit the expired flow", chromedp.Click(chromedp.CSS(kuiSubmit)))
 	fresh := kuiFlowID(t, ui, u)
 	assert.NotEqual(t, old, fresh, "an expired flow is replaced by a fresh one")
 	msg := `[data-testid="ui/message/4010001"]`
-	kuiDo(t, tab, "the expiry message is visible", chromedp.WaitVisible(chromedp.CSS(msg)))
-	text := kuiRun(t, tab, "read the message", chromedp.Text(chromedp.CSS(msg)))
+	browserDo(t, tab, "the expiry message is visible", chromedp.WaitVisible(chromedp.CSS(msg)))
+	text := browserRun(t, tab, "read the message", chromedp.Text(chromedp.CSS(msg)))
 	assert.True(t, strings.HasPrefix(text, "The login flow expired"), "message 4010001: %q", text)
 	assert.True(t, strings.HasSuffix(text, "minutes ago, please try again."), "message 4010001: %q", text)
-	assert.NotContains(t, kuiCookies(t, tab, kratos+"/"), "authflow_session", "an expired flow logs nobody in")
+	assert.NotContains(t, browserCookies(t, tab, kratos+"/"), "authflow_session", "an expired flow logs nobody in")
 	kuiCheckLoginCard(t, tab, kratos, fresh)
 	kuiCheckPage(t, tab, pages, kratos, "login page of the fresh flow")
 	kuiScreenshot(t, tab, shots, "kratosui-login-expired.png")
 
-	u = kuiNavigate(t, tab, "open the expired flow's page again", chromedp.Navigate(ui+"/login?flow="+old))
+	u = browserNavigate(t, tab, "open the expired flow's page again", chromedp.Navigate(ui+"/login?flow="+old))
 	restarted := kuiFlowID(t, ui, u)
 	assert.NotEqual(t, old, restarted, "an expired flow's page starts a new flow")
 	assert.Empty(t, kuiMessageIDs(t, tab), "a new flow shows no message")
