@@ -91,28 +91,39 @@ func browserFreePort(t *testing.T) int {
 
 // browserServer is a running example server process.
 type browserServer struct {
-	URL    string // the public URL it printed, without a trailing slash
-	stderr *browserLockedBuffer
+	URL string // the public URL it printed, without a trailing slash
 }
 
 // browserStartServer starts the binary on a free port with the fast bcrypt
 // hasher and the extra flags, waits for its "listening on" line and stops it
-// when the test ends. The server's request log is printed if the test fails.
+// when the test ends. The server's log is printed if the test fails.
 func browserStartServer(t *testing.T, bin string, extra ...string) *browserServer {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(browserFreePort(t))
 	args := append([]string{"-addr", addr, "-hasher", "bcrypt", "-bcrypt-cost", "4"}, extra...)
-	cmd := exec.Command(bin, args...)
+	line := startProcess(t, fmt.Sprintf("example server %v", args), exec.Command(bin, args...))
+	s := &browserServer{URL: strings.TrimSuffix(strings.TrimPrefix(line, "listening on "), "/")}
+	require.Equal(t, "http://"+addr, s.URL, "the public URL the server announced")
+	t.Logf("example server %v listening on %s", args, s.URL)
+	return s
+}
+
+// startProcess starts cmd, waits for the line starting with "listening on "
+// on its standard output and returns that line. The process is interrupted
+// (then killed) when the test ends, and its output is logged if the test
+// failed.
+func startProcess(t *testing.T, name string, cmd *exec.Cmd) string {
+	t.Helper()
 	stdoutR, stdoutW := io.Pipe()
-	stderr := &browserLockedBuffer{}
-	cmd.Stdout = stdoutW
-	cmd.Stderr = stderr
-	require.NoError(t, cmd.Start(), "start the example server")
+	output := &browserLockedBuffer{}
+	cmd.Stdout = io.MultiWriter(stdoutW, output)
+	cmd.Stderr = output
+	require.NoError(t, cmd.Start(), "start %s", name)
 
 	exited := make(chan struct{})
 	var waitErr error
 	go func() {
-		waitErr = cmd.Wait() // returns once the process exited and its output is copied
+		waitErr = cmd.Wait()
 		_ = stdoutW.Close()
 		close(exited)
 	}()
@@ -126,13 +137,13 @@ func browserStartServer(t *testing.T, bin string, extra ...string) *browserServe
 				sent = true
 			}
 		}
-		_, _ = io.Copy(io.Discard, stdoutR) // keep draining after a scanner error
+		_, _ = io.Copy(io.Discard, stdoutR)
 	}()
 	t.Cleanup(func() {
 		select {
 		case <-exited:
 		default:
-			_ = cmd.Process.Signal(os.Interrupt) // graceful shutdown first
+			_ = cmd.Process.Signal(os.Interrupt)
 			select {
 			case <-exited:
 			case <-time.After(5 * time.Second):
@@ -141,22 +152,19 @@ func browserStartServer(t *testing.T, bin string, extra ...string) *browserServe
 			}
 		}
 		if t.Failed() {
-			t.Logf("example server %v log:\n%s", args, stderr.tail(16<<10))
+			t.Logf("%s output:\n%s", name, output.tail(16<<10))
 		}
 	})
 
 	select {
 	case line := <-lines:
-		s := &browserServer{URL: strings.TrimSuffix(strings.TrimPrefix(line, "listening on "), "/"), stderr: stderr}
-		require.Equal(t, "http://"+addr, s.URL, "the public URL the server announced")
-		t.Logf("example server %v listening on %s", args, s.URL)
-		return s
+		return line
 	case <-exited:
-		t.Fatalf("the example server %v exited before it listened: %v\n%s", args, waitErr, stderr.tail(16<<10))
+		t.Fatalf("%s exited before it listened: %v\n%s", name, waitErr, output.tail(16<<10))
 	case <-time.After(browserServerStartTimeout):
-		t.Fatalf("the example server %v printed no \"listening on\" line within %v:\n%s", args, browserServerStartTimeout, stderr.tail(16<<10))
+		t.Fatalf("%s printed no \"listening on\" line within %v:\n%s", name, browserServerStartTimeout, output.tail(16<<10))
 	}
-	return nil
+	return ""
 }
 
 // browserFindChromium returns the Chromium to run: $CHROMIUM_PATH, else the

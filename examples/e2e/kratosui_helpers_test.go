@@ -7,7 +7,6 @@ package e2e
 // the internal package; every name starts with "kui".
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -31,8 +30,6 @@ import (
 )
 
 const (
-	// kuiStartTimeout bounds the wait for a process's "listening on" line.
-	kuiStartTimeout = 30 * time.Second
 	// kuiNpmTimeout bounds `npm ci`.
 	kuiNpmTimeout = 5 * time.Minute
 )
@@ -95,65 +92,6 @@ func kuiEnsureNodeModules(t *testing.T, npm, dir string) {
 	t.Logf("npm ci in %s took %v", dir, time.Since(start).Round(time.Millisecond))
 }
 
-// kuiStartProcess starts cmd, waits for the line starting with "listening on "
-// on its standard output and returns that line. The process is interrupted
-// (then killed) when the test ends, and its output is logged if the test
-// failed.
-func kuiStartProcess(t *testing.T, name string, cmd *exec.Cmd) string {
-	t.Helper()
-	stdoutR, stdoutW := io.Pipe()
-	output := &browserLockedBuffer{}
-	cmd.Stdout = io.MultiWriter(stdoutW, output)
-	cmd.Stderr = output
-	require.NoError(t, cmd.Start(), "start %s", name)
-
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		_ = stdoutW.Close()
-		close(exited)
-	}()
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdoutR)
-		sent := false
-		for sc.Scan() {
-			if !sent && strings.HasPrefix(sc.Text(), "listening on ") {
-				lines <- sc.Text()
-				sent = true
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdoutR)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, output.tail(16<<10))
-		}
-	})
-
-	select {
-	case line := <-lines:
-		return line
-	case <-exited:
-		t.Fatalf("%s exited before it listened: %v\n%s", name, waitErr, output.tail(16<<10))
-	case <-time.After(kuiStartTimeout):
-		t.Fatalf("%s printed no \"listening on\" line within %v:\n%s", name, kuiStartTimeout, output.tail(16<<10))
-	}
-	return ""
-}
-
 // kuiStartAuthflow starts the example server on a free port, with the fast
 // bcrypt hasher and its UI pages at the Node UI's origin ui, plus the extra
 // flags, and returns its public URL.
@@ -168,7 +106,7 @@ func kuiStartAuthflow(t *testing.T, bin, ui string, extra ...string) string {
 		"-default-return-url", ui + "/welcome",
 		"-allowed-return-url", ui + "/",
 	}, extra...)
-	line := kuiStartProcess(t, fmt.Sprintf("example server %v", args), exec.Command(bin, args...))
+	line := startProcess(t, fmt.Sprintf("example server %v", args), exec.Command(bin, args...))
 	public := strings.TrimSuffix(strings.TrimPrefix(line, "listening on "), "/")
 	require.Equal(t, "http://"+addr, public, "the public URL the example server announced")
 	t.Logf("example server %v listening on %s", args, public)
@@ -184,10 +122,10 @@ func kuiStartUI(t *testing.T, node, dir string, port int, kratos string) string 
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KRATOS_PUBLIC_URL="+kratos, "PORT="+strconv.Itoa(port), "NODE_ENV=production")
 	start := time.Now()
-	kuiStartProcess(t, "kratos-ui (node server.js, KRATOS_PUBLIC_URL="+kratos+")", cmd)
+	startProcess(t, "kratos-ui (node server.js, KRATOS_PUBLIC_URL="+kratos+")", cmd)
 
 	// Listening is not answering: poll a static file of Ory Elements.
-	deadline := time.Now().Add(kuiStartTimeout)
+	deadline := time.Now().Add(browserServerStartTimeout)
 	for {
 		resp, err := http.Get(ui + "/ory-elements/style.css")
 		if err == nil {
