@@ -149,6 +149,13 @@ func RequestTooLarge(limit int64) *Error {
 		"The request body is too large")
 }
 
+// URLTooLong is the 414 of a request whose URL is longer than limit bytes.
+func URLTooLong(limit int) *Error {
+	return newError(http.StatusRequestURITooLong, "",
+		fmt.Sprintf("The request URL is longer than %d bytes.", limit),
+		"The request URL is too long")
+}
+
 // MethodNotAllowed is the 405 for an HTTP method a route does not serve.
 func MethodNotAllowed() *Error {
 	return newError(http.StatusMethodNotAllowed, "", "", "Method Not Allowed")

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 	"unicode/utf8"
 
 	autherrors "github.com/authflow/authflow/errors"
@@ -21,6 +22,20 @@ const (
 	MaxBodyBytes  = 1 << 20
 	MaxFormFields = 64
 	MaxJSONDepth  = 32
+)
+
+// Limits of request data that is stored. A submitted value echoed back
+// into a flow's node (the identifier after a failed attempt) is cut to
+// MaxEchoedValueLength bytes, a session's User-Agent to
+// MaxUserAgentLength, a Content-Type quoted in a flow message to
+// maxQuotedHeaderLength, and the X-Request-ID copied into an error (kept
+// when the error is forwarded) to maxRequestIDLength. Values from the URL
+// are bounded by MaxURLLength.
+const (
+	MaxEchoedValueLength  = 1024
+	MaxUserAgentLength    = 1024
+	maxQuotedHeaderLength = 256
+	maxRequestIDLength    = 256
 )
 
 // readBody reads r's body, up to MaxBodyBytes; a larger one is a 413.
@@ -70,12 +85,13 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 		if fields, err = url.ParseQuery(string(body)); err != nil {
 			return nil, "Unable to decode the form body: " + err.Error()
 		}
+		detach(fields)
 	case "multipart/form-data":
 		// Accepted, but its fields are not read: the submission then names
 		// no method (4010002), as in Kratos.
 		return url.Values{}, ""
 	default:
-		return nil, fmt.Sprintf(`HTTP %s Request used unknown HTTP Header "Content-Type: %s", only [multipart/form-data application/x-www-form-urlencoded application/json] are supported.`, r.Method, ct)
+		return nil, fmt.Sprintf(`HTTP %s Request used unknown HTTP Header "Content-Type: %s", only [multipart/form-data application/x-www-form-urlencoded application/json] are supported.`, r.Method, clip(ct, maxQuotedHeaderLength))
 	}
 	if tp := fields.Get("transient_payload"); tp != "" {
 		if 1+jsonDepth([]byte(tp)) > MaxJSONDepth { // counted as inside a body, as in JSON
@@ -87,6 +103,19 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 		}
 	}
 	return fields, ""
+}
+
+// detach copies each of a form's values out of the body they were parsed
+// from. url.ParseQuery returns substrings of its input where nothing was
+// escaped, so a short value kept for later (an identifier echoed into the
+// flow, a throttling key) would otherwise keep the whole body, up to
+// MaxBodyBytes, alive. (JSON values are copies already.)
+func detach(fields url.Values) {
+	for _, vs := range fields {
+		for i, v := range vs {
+			vs[i] = strings.Clone(v)
+		}
+	}
 }
 
 // decodeJSONFields flattens a JSON object body into fields.

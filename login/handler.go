@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-playground/form/v4"
 
+	autherrors "github.com/authflow/authflow/errors"
 	"github.com/authflow/authflow/internal/returnto"
 	"github.com/authflow/authflow/login/password"
 )
@@ -38,7 +39,9 @@ import (
 //	GET    /self-service/methods/{method}/callback/...  a CallbackMethod's callback (also POST)
 //	GET    /.well-known/ory/webauthn.js     a no-op script that Kratos UIs load on every page
 //
-// Outcomes follow CONTRACT.md; every response carries
+// Outcomes follow CONTRACT.md; every route but the script answers a URL
+// longer than MaxURLLength with 414, and a submitted body over
+// MaxBodyBytes is answered 413. Every response carries
 // "Cache-Control: private, no-cache, no-store, must-revalidate" and
 // "X-Content-Type-Options: nosniff". Middleware and RequireSession let host
 // routes use the session.
@@ -109,11 +112,16 @@ type response struct {
 
 // endpoint adapts an endpoint function, which computes a response or an
 // error, to an http.Handler that writes it through write or fail and then
-// reports the outcome.
+// reports the outcome. A request whose URL is too long (checkURLLength)
+// never reaches the endpoint.
 func (h *Handler) endpoint(action string, fn func(*exchange) (*response, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		x := &exchange{r: r, seen: observation{action: action}}
-		resp, err := h.call(fn, x)
+		var resp *response
+		err := checkURLLength(r)
+		if err == nil {
+			resp, err = h.call(fn, x)
+		}
 		if err != nil {
 			h.fail(w, x, err)
 		} else {
@@ -121,6 +129,32 @@ func (h *Handler) endpoint(action string, fn func(*exchange) (*response, error))
 		}
 		h.report(x, err)
 	})
+}
+
+// MaxURLLength is the longest request URL the Handler's endpoints accept,
+// in bytes of the request target: the escaped path, plus "?" and the raw
+// query when there is one. A longer URL is answered 414 with the error
+// envelope (autherrors.URLTooLong), as JSON even to a browser, before
+// anything is loaded or stored. Everything a flow or a forwarded error
+// keeps from a request URL (the flow's request_url and return_to, a
+// refused return_to quoted in an error) is therefore bounded by it.
+const MaxURLLength = 4096
+
+// checkURLLength refuses a request whose URL is longer than MaxURLLength.
+// It measures both the target as the client sent it (r.RequestURI, which
+// http.StripPrefix leaves as it was) and the URL the handler reads and
+// stores (r.URL's escaped path and raw query, the only measure for a
+// request built in process, and the one that counts when a middleware
+// rewrote the URL), and refuses when either is too long.
+func checkURLLength(r *http.Request) error {
+	n := len(r.URL.EscapedPath())
+	if r.URL.RawQuery != "" {
+		n += 1 + len(r.URL.RawQuery)
+	}
+	if max(n, len(r.RequestURI)) > MaxURLLength {
+		return autherrors.URLTooLong(MaxURLLength)
+	}
+	return nil
 }
 
 // call runs an endpoint, turning a panic in it (or in a store, hook or

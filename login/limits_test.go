@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -206,4 +207,41 @@ func TestLimitsEmptyTransientPayloadIsAbsent(t *testing.T) {
 	body["transient_payload"] = ""
 	r := e.submitJSON(e.api(), f.ID, body, nil)
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+}
+
+// Request data that ends up stored is bounded: a submitted value echoed
+// into the flow, a session's User-Agent and a Content-Type quoted in a
+// flow message are cut, whatever the client sends within the body and
+// header limits. Before, a 900 KB identifier was stored in the flow for a
+// day.
+func TestStoredRequestDataIsBounded(t *testing.T) {
+	e := newEnv(t)
+	f := e.apiFlow("")
+	huge := strings.Repeat("é", 450_000) // 900 KB, under MaxBodyBytes
+	r := e.submitJSON(e.api(), f.ID, credentials(huge+"@example.com", "wrong", ""), nil)
+	require.Equal(t, http.StatusBadRequest, r.status, "body: %.300s", r.body)
+	stored, err := e.flows.Flow(t.Context(), f.ID)
+	require.NoError(t, err)
+	echoed, _ := stored.Flow.UI.Node("identifier").Attributes.Value.(string)
+	assert.LessOrEqual(t, len(echoed), login.MaxEchoedValueLength)
+	assert.Greater(t, len(echoed), login.MaxEchoedValueLength-2, "cut at the limit, on a character boundary")
+	assert.True(t, utf8.ValidString(echoed), "cut on a character boundary")
+	assert.True(t, strings.HasPrefix(huge, echoed), "the start of what was typed")
+
+	r = e.do(e.api(), http.MethodPost, "/self-service/login?flow="+f.ID, strings.NewReader("x"),
+		map[string]string{"Content-Type": "text/" + strings.Repeat("x", 100_000)})
+	require.Equal(t, http.StatusBadRequest, r.status)
+	stored, err = e.flows.Flow(t.Context(), f.ID)
+	require.NoError(t, err)
+	require.Len(t, stored.Flow.UI.Messages, 1)
+	assert.Less(t, len(stored.Flow.UI.Messages[0].Text), 512, "the quoted Content-Type is cut")
+
+	r = e.submitJSON(e.api(), e.apiFlow("").ID, credentials(testIdentifier, testPassword, ""),
+		map[string]string{"User-Agent": strings.Repeat("Mozilla/5.0 ", 50_000)})
+	require.Equal(t, http.StatusOK, r.status)
+	id, _ := r.json(t)["session"].(map[string]any)["id"].(string)
+	s, err := e.sessions.Session(t.Context(), id)
+	require.NoError(t, err)
+	require.Len(t, s.Session.Devices, 1)
+	assert.Len(t, s.Session.Devices[0].UserAgent, login.MaxUserAgentLength, "the stored User-Agent is cut")
 }

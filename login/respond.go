@@ -189,13 +189,15 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 
 	e := *env.Error
 	if e.ID == "" && e.Request == "" {
-		e.Request = x.r.Header.Get("X-Request-ID")
+		e.Request = clip(x.r.Header.Get("X-Request-ID"), maxRequestIDLength)
 	}
 	env.Error = &e
-	// Browser forms see client errors on the error UI. A 413 and every
-	// internal error are answered directly: the store that keeps forwarded
-	// errors may be the one failing.
-	if !x.json && e.Code != http.StatusRequestEntityTooLarge && e.Code < http.StatusInternalServerError {
+	// Browser forms see client errors on the error UI. A 413 and a 414 are
+	// answered directly, as a request refused for its size stores nothing;
+	// so is every internal error, as the store that keeps forwarded errors
+	// may be the one failing.
+	if !x.json && e.Code != http.StatusRequestEntityTooLarge && e.Code != http.StatusRequestURITooLong &&
+		e.Code < http.StatusInternalServerError {
 		if to, ok := h.forward(ctx, &e); ok {
 			redirect(to)
 			return
@@ -208,14 +210,21 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 // forward stores e for the error UI and returns where to send the browser.
 // If the store fails it logs that and reports false; the caller then
 // answers JSON.
+//
+// The error is stored without HTML escaping: a reason quoting request data
+// (a refused return_to of up to MaxURLLength bytes) would otherwise take up
+// to six times its length. Answers escape it as before, as every JSON
+// answer is encoded with HTML escaping, raw messages included.
 func (h *Handler) forward(ctx context.Context, e *autherrors.Error) (string, bool) {
-	body, err := json.Marshal(e)
-	if err != nil {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
 		h.logger().ErrorContext(ctx, "encode forwarded error", "error", err)
 		return "", false
 	}
 	now := h.now()
-	rec := &flow.ErrorRecord{ID: uuid.New(), Error: body, CreatedAt: now, UpdatedAt: now}
+	rec := &flow.ErrorRecord{ID: uuid.New(), Error: bytes.TrimSuffix(body.Bytes(), []byte("\n")), CreatedAt: now, UpdatedAt: now}
 	if err := h.cfg.FlowStore.CreateError(context.WithoutCancel(ctx), rec); err != nil {
 		h.logger().ErrorContext(ctx, "store forwarded error", "error", err)
 		return "", false

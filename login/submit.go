@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	autherrors "github.com/authflow/authflow/errors"
 	"github.com/authflow/authflow/flow"
@@ -299,7 +301,7 @@ func apply(rec *flow.Record, fe *FlowError, csrfToken []byte, now time.Time) {
 	}
 	for name, v := range fe.Values {
 		if n := ui.Node(name); n != nil && n.Attributes.Type != "password" && n.Attributes.Type != "hidden" {
-			n.Attributes.Value = v
+			n.Attributes.Value = clip(v, MaxEchoedValueLength)
 		}
 	}
 	if n := ui.Node("csrf_token"); n != nil && rec.Flow.Type == flow.TypeBrowser && csrfToken != nil {
@@ -413,7 +415,7 @@ func (h *Handler) loginSession(r *http.Request, cur *current, rec *flow.Record, 
 	if cur != nil && rec.Flow.Refresh && cur.identity.ID == res.Identity.ID {
 		s := cur.rec.Clone()
 		s.TokenHash = hashToken(token)
-		s.Session.AuthenticationMethods = append(s.Session.AuthenticationMethods, method)
+		s.Session.AuthenticationMethods = appendMethod(s.Session.AuthenticationMethods, method)
 		s.Session.AuthenticatedAt = now
 		s.Session.ExpiresAt = now.Add(h.cfg.SessionLifespan)
 		return s, token, false
@@ -439,8 +441,52 @@ func (h *Handler) loginSession(r *http.Request, cur *current, rec *flow.Record, 
 	return s, token, true
 }
 
-// userAgent joins all User-Agent values with a space.
-func userAgent(r *http.Request) string { return strings.Join(r.Header.Values("User-Agent"), " ") }
+// MaxAuthenticationMethods bounds a session's authentication_methods: each
+// refresh appends one, and a session refreshed without end would otherwise
+// grow without end.
+const MaxAuthenticationMethods = 32
+
+// appendMethod appends m to a session's authentication methods. At
+// MaxAuthenticationMethods it first drops the oldest entry that a later
+// one repeats (same method, AAL and provider), so that every distinct way
+// the session was authenticated stays listed; only when all differ does
+// the oldest go.
+func appendMethod(ms []session.AuthenticationMethod, m session.AuthenticationMethod) []session.AuthenticationMethod {
+	if len(ms) < MaxAuthenticationMethods {
+		return append(ms, m)
+	}
+	same := func(a, b session.AuthenticationMethod) bool {
+		return a.Method == b.Method && a.AAL == b.AAL && a.Provider == b.Provider
+	}
+	drop := 0
+	for i, old := range ms {
+		if slices.ContainsFunc(ms[i+1:], func(later session.AuthenticationMethod) bool { return same(old, later) }) || same(old, m) {
+			drop = i
+			break
+		}
+	}
+	return append(slices.Delete(ms, drop, drop+1), m)
+}
+
+// userAgent joins all User-Agent values with a space, cut to
+// MaxUserAgentLength bytes: it is stored with the session.
+func userAgent(r *http.Request) string {
+	return clip(strings.Join(r.Header.Values("User-Agent"), " "), MaxUserAgentLength)
+}
+
+// clip returns s cut to at most n bytes, on a UTF-8 character boundary.
+// Request data that is stored (in a flow, a session or a forwarded error)
+// goes through it, so that no client can make a stored record large. A
+// cut value is a copy: a substring would keep the whole of s alive.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return strings.Clone(s[:n])
+}
 
 // completeWithSession completes the flow and stores its session as one
 // operation: in one transaction when the flow store offers it, otherwise

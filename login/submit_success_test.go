@@ -464,3 +464,27 @@ func TestSubmitRehash(t *testing.T) {
 		})
 	}
 }
+
+// A session refreshed again and again keeps at most
+// MaxAuthenticationMethods entries, the newest last; a repeated method
+// makes room before a distinct one does.
+func TestRefreshKeepsAuthenticationMethodsBounded(t *testing.T) {
+	e := newEnv(t)
+	token := e.loginAPI()
+	header := map[string]string{"X-Session-Token": token}
+	var methods []any
+	for i := range login.MaxAuthenticationMethods + 8 {
+		e.clock.Advance(time.Second)
+		f := e.do(e.api(), http.MethodGet, "/self-service/login/api?refresh=true", nil, header).flow(t)
+		r := e.submitJSON(e.api(), f.ID, credentials(testIdentifier, testPassword, ""), header)
+		require.Equal(t, http.StatusOK, r.status, "refresh %d: %s", i+1, r.body)
+		body := r.json(t)
+		header["X-Session-Token"] = body["session_token"].(string) // refreshes rotate the token
+		methods = body["session"].(map[string]any)["authentication_methods"].([]any)
+		assert.Len(t, methods, min(i+2, login.MaxAuthenticationMethods), "after refresh %d", i+1)
+	}
+	last := methods[len(methods)-1].(map[string]any)
+	completed, err := time.Parse(time.RFC3339Nano, last["completed_at"].(string))
+	require.NoError(t, err)
+	assert.True(t, completed.Equal(e.clock.Now()), "the newest refresh is listed last")
+}

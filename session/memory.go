@@ -8,19 +8,32 @@ import (
 	"time"
 )
 
+// DefaultMaxSessions is how many sessions a MemoryStore keeps unless
+// SetMaxSessions says otherwise. A session takes about 0.9 KiB of heap, or
+// about 1.8 KiB with the longest User-Agent a login keeps (login's
+// BenchmarkFlowFlood measures them), so the default bounds the store at
+// about 90 MiB, and at about 180 MiB at worst. It holds every session of a
+// process where up to 100 000 logins happen within a session lifespan (a
+// day by default); expired and revoked sessions go first.
+const DefaultMaxSessions = 100_000
+
 // MemoryStore is an in-memory session store for one process: maps and a
 // mutex. It is safe for concurrent use and returns deep copies. Sessions
 // that expired are removed as new ones are created, at a constant cost per
-// creation. Call [NewMemoryStore].
+// creation. It keeps at most [DefaultMaxSessions] sessions (see
+// SetMaxSessions): a creation that would exceed the maximum drops expired
+// sessions first, then revoked ones, then the oldest, so the newest always
+// fits. Call [NewMemoryStore].
 type MemoryStore struct {
 	now func() time.Time
 
 	mu         sync.Mutex
+	max        int // sessions kept at most
 	byID       map[string]*Record
 	byToken    map[string]string              // token hash -> session id
 	byIdentity map[string]map[string]struct{} // identity id -> session ids
-	queue      []expiring                     // sessions in creation order, from head
-	head       int
+	queue      fifo[expiring]                 // sessions in creation order; refreshed ones queued again when due
+	revoked    fifo[string]                   // sessions in revocation order, to drop before live ones
 }
 
 // expiring is a session id with the expiry it had when queued.
@@ -29,22 +42,93 @@ type expiring struct {
 	due time.Time
 }
 
-// NewMemoryStore returns an empty session store; now is its clock for
-// sweeping expired sessions (nil means time.Now).
+// fifo is a queue that reclaims its popped front as it goes. Its items may
+// name sessions that are gone; users skip them.
+type fifo[T any] struct {
+	items []T
+	head  int
+}
+
+func (q *fifo[T]) push(v T) { q.items = append(q.items, v) }
+
+func (q *fifo[T]) len() int { return len(q.items) - q.head }
+
+// front returns the front item without removing it.
+func (q *fifo[T]) front() (T, bool) {
+	if q.head == len(q.items) {
+		var zero T
+		return zero, false
+	}
+	return q.items[q.head], true
+}
+
+// pop removes and returns the front item.
+func (q *fifo[T]) pop() (T, bool) {
+	v, ok := q.front()
+	if !ok {
+		return v, false
+	}
+	var zero T
+	q.items[q.head] = zero
+	q.head++
+	if q.head > 1024 && q.head*2 > len(q.items) {
+		q.keep(func(T) bool { return true })
+	}
+	return v, true
+}
+
+// keep drops the items for which f is false and moves the rest to the
+// front of the backing array.
+func (q *fifo[T]) keep(f func(T) bool) {
+	kept := slices.DeleteFunc(q.items[q.head:], func(v T) bool { return !f(v) })
+	n := copy(q.items, kept)
+	clear(q.items[n:])
+	q.items, q.head = q.items[:n], 0
+}
+
+// NewMemoryStore returns an empty session store that keeps at most
+// [DefaultMaxSessions] sessions; now is its clock for sweeping expired
+// sessions (nil means time.Now).
 func NewMemoryStore(now func() time.Time) *MemoryStore {
 	if now == nil {
 		now = time.Now
 	}
 	return &MemoryStore{
 		now:        now,
+		max:        DefaultMaxSessions,
 		byID:       map[string]*Record{},
 		byToken:    map[string]string{},
 		byIdentity: map[string]map[string]struct{}{},
 	}
 }
 
+// SetMaxSessions sets how many sessions the store keeps at most; n <= 0
+// restores [DefaultMaxSessions]. A creation that would exceed the maximum
+// drops, at a constant cost, expired sessions first, then revoked ones
+// (oldest revocation first), then the oldest sessions (in creation
+// order). If the store holds more than n sessions, that many are dropped at
+// once. It is safe to call concurrently with the store's other methods.
+func (s *MemoryStore) SetMaxSessions(n int) {
+	if n <= 0 {
+		n = DefaultMaxSessions
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.max = n
+	s.evictLocked(s.now())
+}
+
+// Len returns how many sessions the store holds, revoked and expired ones
+// not yet dropped included.
+func (s *MemoryStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
 // CreateSession stores a copy of rec; ErrConflict if its id or token hash
-// is taken.
+// is taken. If the store is full, it drops an expired, a revoked or else
+// the oldest session (see SetMaxSessions).
 func (s *MemoryStore) CreateSession(_ context.Context, rec *Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,8 +139,11 @@ func (s *MemoryStore) CreateSession(_ context.Context, rec *Record) error {
 		return ErrConflict
 	}
 	s.putLocked(rec.Clone())
-	s.queue = append(s.queue, expiring{rec.Session.ID, rec.Session.ExpiresAt})
-	s.dropDueLocked(s.now())
+	s.queue.push(expiring{rec.Session.ID, rec.Session.ExpiresAt})
+	now := s.now()
+	s.dropDueLocked(now)
+	s.evictLocked(now)
+	s.compactLocked()
 	return nil
 }
 
@@ -65,24 +152,72 @@ func (s *MemoryStore) CreateSession(_ context.Context, rec *Record) error {
 // expiry.
 func (s *MemoryStore) dropDueLocked(now time.Time) {
 	for range 2 {
-		if s.head == len(s.queue) || s.queue[s.head].due.After(now) {
+		if !s.dropFrontIfDueLocked(now) {
 			return
 		}
-		it := s.queue[s.head]
-		s.queue[s.head] = expiring{}
-		s.head++
-		if rec, ok := s.byID[it.id]; ok {
-			if now.Before(rec.Session.ExpiresAt) {
-				s.queue = append(s.queue, expiring{it.id, rec.Session.ExpiresAt})
-			} else {
-				s.deleteLocked(rec)
-			}
+	}
+}
+
+// dropFrontIfDueLocked pops the front of the queue if it is due at now: an
+// expired session is removed, a refreshed one queued again. It reports
+// whether it popped.
+func (s *MemoryStore) dropFrontIfDueLocked(now time.Time) bool {
+	it, ok := s.queue.front()
+	if !ok || it.due.After(now) {
+		return false
+	}
+	s.queue.pop()
+	if rec, ok := s.byID[it.id]; ok {
+		if now.Before(rec.Session.ExpiresAt) {
+			s.queue.push(expiring{it.id, rec.Session.ExpiresAt})
+		} else {
+			s.deleteLocked(rec)
 		}
 	}
-	if s.head > 1024 && s.head*2 > len(s.queue) {
-		s.queue = append(s.queue[:0], s.queue[s.head:]...)
-		s.head = 0
+	return true
+}
+
+// evictLocked drops sessions while the store holds more than its maximum:
+// expired ones (the due front of the queue), then revoked ones, then the
+// oldest. Every step pops a queue item, each pushed once per creation,
+// revocation or refresh, so the cost per creation is constant (amortised).
+func (s *MemoryStore) evictLocked(now time.Time) {
+	for len(s.byID) > s.max {
+		if s.dropFrontIfDueLocked(now) {
+			continue
+		}
+		if id, ok := s.revoked.pop(); ok {
+			if rec, ok := s.byID[id]; ok && !rec.Session.Active {
+				s.deleteLocked(rec)
+			}
+			continue
+		}
+		it, ok := s.queue.pop()
+		if !ok {
+			return
+		}
+		if rec, ok := s.byID[it.id]; ok {
+			s.deleteLocked(rec)
+		}
 	}
+}
+
+// compactLocked forgets queued ids whose session is gone (revoked sessions
+// dropped from the expiry queue's middle, sessions swept) once they
+// outnumber the stored sessions, so the queues stay proportional to the
+// store, at a constant cost per creation (amortised).
+func (s *MemoryStore) compactLocked() {
+	if limit := 2*len(s.byID) + 1024; s.queue.len() > limit {
+		s.queue.keep(func(it expiring) bool { return s.byID[it.id] != nil })
+	}
+	if limit := 2*len(s.byID) + 1024; s.revoked.len() > limit {
+		s.revoked.keep(s.isRevokedLocked)
+	}
+}
+
+func (s *MemoryStore) isRevokedLocked(id string) bool {
+	rec, ok := s.byID[id]
+	return ok && !rec.Session.Active
 }
 
 func (s *MemoryStore) putLocked(rec *Record) {
@@ -173,7 +308,10 @@ func (s *MemoryStore) RevokeSession(_ context.Context, id string) error {
 	if !ok {
 		return ErrNotFound
 	}
-	rec.Session.Active = false
+	if rec.Session.Active {
+		rec.Session.Active = false
+		s.revoked.push(id)
+	}
 	return nil
 }
 
@@ -186,6 +324,7 @@ func (s *MemoryStore) RevokeSessions(_ context.Context, identityID string) (int,
 	for id := range s.byIdentity[identityID] {
 		if rec := s.byID[id]; rec.Session.Active {
 			rec.Session.Active = false
+			s.revoked.push(id)
 			n++
 		}
 	}
@@ -206,6 +345,10 @@ func (s *MemoryStore) sweepLocked(now time.Time) int {
 			s.deleteLocked(rec)
 			n++
 		}
+	}
+	if n > 0 {
+		s.queue.keep(func(it expiring) bool { return s.byID[it.id] != nil })
+		s.revoked.keep(s.isRevokedLocked)
 	}
 	return n
 }

@@ -47,6 +47,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -236,8 +237,16 @@ func linked(creds []session.Credential, providerID string) bool {
 	return false
 }
 
-// unknownProvider is the 4000001 of a provider that is not configured.
+// unknownProvider is the 4000001 of a provider that is not configured. The
+// message is stored with the flow, so a submitted id is quoted cut to
+// login.MaxEchoedValueLength bytes.
 func unknownProvider(id string) *login.FlowError {
+	if n := login.MaxEchoedValueLength; len(id) > n {
+		for n > 0 && !utf8.RuneStart(id[n]) {
+			n--
+		}
+		id = id[:n]
+	}
 	return &login.FlowError{Messages: []flow.Message{flow.Generic(fmt.Sprintf("OpenID Connect provider %q is unknown or has not been configured", id))}}
 }
 
@@ -356,7 +365,9 @@ const maxCallbackBody = 1 << 20
 // Callback implements login.CallbackMethod for
 // /self-service/methods/oidc/callback/<provider>. A POST (response_mode
 // form_post) is answered with a 303 to the same URL as a GET carrying the
-// posted parameters, so that the browser's SameSite=Lax cookies come along.
+// posted parameters, so that the browser's SameSite=Lax cookies come along;
+// parameters longer than login.MaxURLLength, which that GET could not
+// carry, are answered 414 instead. Nothing of a POST is stored.
 func (m *Method) Callback(ctx context.Context, c *login.Callback) (*flow.Record, *login.Result, error) {
 	r := c.Request
 	if r.Method == http.MethodPost {
@@ -364,7 +375,11 @@ func (m *Method) Callback(ctx context.Context, c *login.Callback) (*flow.Record,
 		if err := r.ParseForm(); err != nil {
 			return nil, nil, autherrors.BadRequest("The callback's form could not be read.")
 		}
-		return nil, nil, login.ContinueInBrowser(c.CallbackURL(c.Path) + "?" + r.Form.Encode())
+		query := r.Form.Encode()
+		if len(query) > login.MaxURLLength {
+			return nil, nil, autherrors.URLTooLong(login.MaxURLLength)
+		}
+		return nil, nil, login.ContinueInBrowser(c.CallbackURL(c.Path) + "?" + query)
 	}
 	q := r.URL.Query()
 	flowID, secret, ok := strings.Cut(q.Get("state"), ".")
