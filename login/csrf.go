@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	autherrors "github.com/authflow/authflow/errors"
+	"github.com/authflow/authflow/flow"
 )
 
 // CSRF protection for browser flows (CONTRACT Part 2 §6, Part 1 rule 11).
@@ -98,6 +99,21 @@ func (h *Handler) checkCSRF(r *http.Request, field string) error {
 		}
 	}
 	return h.csrfViolation(r, field)
+}
+
+// flowCSRFToken returns the raw token of r's CSRF cookie if it is the one
+// rec was created with, else nil. Only such a token may be masked into the
+// flow: any browser can be made to submit any flow (a top-level GET sends
+// Lax cookies), and the flow is readable by the browser that created it, so
+// masking another browser's token into it would hand that browser's CSRF
+// secret to the flow's creator (login CSRF).
+func (h *Handler) flowCSRFToken(r *http.Request, rec *flow.Record) []byte {
+	token := h.csrfCookieToken(r)
+	if token == nil || rec.Flow.Type != flow.TypeBrowser ||
+		subtle.ConstantTimeCompare([]byte(csrfTokenHash(token)), []byte(rec.CSRFTokenHash)) != 1 {
+		return nil
+	}
+	return token
 }
 
 // checkFlowCSRF binds fetching a browser flow to the browser that created

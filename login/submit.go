@@ -259,15 +259,16 @@ func (h *Handler) methodError(x *exchange, rec *flow.Record, err error) error {
 
 // reportOnFlow stores the flow with fe's messages, replacing earlier ones,
 // and returns the FLOW-400 outcome. Browser flows get a freshly masked CSRF
-// token. A concurrent change of the flow (another submission of it) makes it
-// reload and report on the newer state; under sustained contention it
-// answers the messages without storing them rather than fail. If the store
-// refuses the write otherwise, the stored flow is left as it was (still
-// usable) and the error is internal.
+// token when the request carries the flow's own CSRF cookie (see
+// flowCSRFToken). A concurrent change of the flow (another submission of
+// it) makes it reload and report on the newer state; under sustained
+// contention it answers the messages without storing them rather than
+// fail. If the store refuses the write otherwise, the stored flow is left
+// as it was (still usable) and the error is internal.
 func (h *Handler) reportOnFlow(x *exchange, rec *flow.Record, fe *FlowError) error {
 	const maxAttempts = 8
 	ctx := x.r.Context()
-	token := h.csrfCookieToken(x.r)
+	token := h.flowCSRFToken(x.r, rec)
 	for attempt := 1; ; attempt++ {
 		apply(rec, fe, token, h.now())
 		err := h.cfg.FlowStore.UpdateFlow(ctx, rec)

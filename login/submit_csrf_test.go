@@ -4,12 +4,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/login"
 )
 
 // CSRF on submit: CONTRACT Part 1 rules 8 and 11, §G step 8; Part 2 rows
@@ -232,4 +234,85 @@ func TestSubmitCSRFTokenRemasked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unmaskCSRF returns the raw token a flow's csrf_token value carries.
+func unmaskCSRF(t testing.TB, masked string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(masked)
+	require.NoError(t, err)
+	require.Len(t, b, 64)
+	for i := range 32 {
+		b[32+i] ^= b[i]
+	}
+	return b[32:]
+}
+
+// csrfCookieToken returns the raw token of the CSRF cookie c holds for the
+// test server.
+func (e *env) csrfCookieToken(c *http.Client) []byte {
+	e.t.Helper()
+	u, err := url.Parse(e.srv.URL)
+	require.NoError(e.t, err)
+	for _, k := range c.Jar.Cookies(u) {
+		if k.Name == login.DefaultCSRFCookieName {
+			b, err := base64.StdEncoding.DecodeString(k.Value)
+			require.NoError(e.t, err)
+			return b
+		}
+	}
+	e.t.Fatalf("no CSRF cookie in the jar")
+	return nil
+}
+
+// The review's reproduction of login CSRF: an attacker creates a browser
+// flow and makes the victim's browser submit it (a top-level GET carries
+// Lax cookies; a cross-site form without a token fails too). A failed
+// submit used to re-mask the flow's csrf_token with the requester's CSRF
+// cookie, so the attacker, fetching their own flow, read the victim's CSRF
+// secret. The node is re-masked only with the flow's own cookie.
+func TestSubmitNeverMasksAnotherBrowsersCSRFToken(t *testing.T) {
+	e := newEnv(t)
+	attacker, victim := e.browser(), e.browser()
+	f := e.browserFlow(attacker, "")
+	e.browserFlow(victim, "") // the victim's browser holds a CSRF cookie
+	attackerToken, victimToken := e.csrfCookieToken(attacker), e.csrfCookieToken(victim)
+	require.NotEqual(t, attackerToken, victimToken)
+
+	submits := []struct {
+		name string
+		do   func() *result
+	}{
+		{"top-level GET", func() *result {
+			return e.do(victim, http.MethodGet, "/self-service/login?flow="+f.ID, nil, map[string]string{"Accept": "text/html"})
+		}},
+		{"form without a body", func() *result {
+			return e.do(victim, http.MethodPost, "/self-service/login?flow="+f.ID, nil, map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+		}},
+		{"JSON with a missing password", func() *result {
+			return e.submitJSON(victim, f.ID, map[string]any{"method": "password", "identifier": testIdentifier}, nil)
+		}},
+	}
+	for _, s := range submits {
+		r := s.do()
+		require.Contains(t, []int{http.StatusSeeOther, http.StatusBadRequest}, r.status, "%s: body %s", s.name, r.body)
+		if r.status == http.StatusBadRequest {
+			got := r.flow(t)
+			assert.NotEqual(t, victimToken, unmaskCSRF(t, csrfToken(got)), "%s: the victim's own answer does not carry its token in the attacker's flow", s.name)
+		}
+
+		fetched := e.do(attacker, http.MethodGet, "/self-service/login/flows?id="+f.ID, nil, nil)
+		require.Equal(t, http.StatusOK, fetched.status, "body: %s", fetched.body)
+		token := unmaskCSRF(t, csrfToken(fetched.flow(t)))
+		assert.NotEqual(t, victimToken, token, "%s: the attacker's flow leaks the victim's CSRF token", s.name)
+		assert.Equal(t, attackerToken, token, "%s: the node still masks the flow's own token", s.name)
+	}
+
+	// The flow's own browser still gets a fresh mask and logs in with it.
+	r := e.submitJSON(attacker, f.ID, credentials(testIdentifier, "wrong", csrfToken(f)), nil)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	next := r.flow(t)
+	assert.NotEqual(t, csrfToken(f), csrfToken(next), "a fresh mask for the flow's own cookie")
+	assert.Equal(t, attackerToken, unmaskCSRF(t, csrfToken(next)))
+	assert.Equal(t, http.StatusOK, e.submitJSON(attacker, f.ID, credentials(testIdentifier, testPassword, csrfToken(next)), nil).status)
 }
