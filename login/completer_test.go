@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,18 +25,36 @@ type transactionalStore struct {
 	calls    []bool
 }
 
-func (s *transactionalStore) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool) error {
+func (s *transactionalStore) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool, now time.Time) error {
 	s.calls = append(s.calls, create)
 	if s.fail != nil {
 		return s.fail
 	}
-	if err := s.CompleteFlow(ctx, rec); err != nil {
+	return completeInMemory(ctx, s.MemoryStore, s.sessions, rec, sess, create, now)
+}
+
+// completeInMemory is a FlowSessionCompleter's transaction on the in-memory
+// stores: the completion is rolled back if the session write fails.
+func completeInMemory(ctx context.Context, flows *flow.MemoryStore, sessions *session.MemoryStore, rec *flow.Record, sess *session.Record, create bool, now time.Time) error {
+	before, err := flows.Flow(ctx, rec.Flow.ID)
+	if err != nil {
+		return err
+	}
+	if err := flows.CompleteFlow(ctx, rec); err != nil {
 		return err
 	}
 	if create {
-		return s.sessions.CreateSession(ctx, sess)
+		err = sessions.CreateSession(ctx, sess)
+	} else {
+		err = sessions.UpdateSession(ctx, sess, now)
 	}
-	return s.sessions.UpdateSession(ctx, sess)
+	if err != nil {
+		before.Version = rec.Version
+		if rerr := flows.UpdateFlow(ctx, before); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 var _ login.FlowSessionCompleter = (*transactionalStore)(nil)

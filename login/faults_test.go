@@ -154,23 +154,12 @@ type faultTxStore struct {
 	sessions *session.MemoryStore
 }
 
-func (s *faultTxStore) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool) error {
+func (s *faultTxStore) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool, now time.Time) error {
 	if err := s.plan.hit("FlowSessionCompleter.CompleteFlowWithSession"); err != nil {
 		return err
 	}
 	// The "transaction" on the uncounted in-memory stores.
-	if !create {
-		if _, err := s.sessions.Session(ctx, sess.Session.ID); err != nil {
-			return err
-		}
-	}
-	if err := s.MemoryStore.CompleteFlow(ctx, rec); err != nil {
-		return err
-	}
-	if create {
-		return s.sessions.CreateSession(ctx, sess)
-	}
-	return s.sessions.UpdateSession(ctx, sess)
+	return completeInMemory(ctx, s.MemoryStore, s.sessions, rec, sess, create, now)
 }
 
 // faultSessionStore is the in-memory session store behind the plan.
@@ -200,11 +189,11 @@ func (s *faultSessionStore) Session(ctx context.Context, id string) (*session.Re
 	return s.MemoryStore.Session(ctx, id)
 }
 
-func (s *faultSessionStore) UpdateSession(ctx context.Context, rec *session.Record) error {
+func (s *faultSessionStore) UpdateSession(ctx context.Context, rec *session.Record, now time.Time) error {
 	if err := s.plan.hit("SessionStore.UpdateSession"); err != nil {
 		return err
 	}
-	return s.MemoryStore.UpdateSession(ctx, rec)
+	return s.MemoryStore.UpdateSession(ctx, rec, now)
 }
 
 func (s *faultSessionStore) ListSessions(ctx context.Context, identityID string) ([]*session.Record, error) {

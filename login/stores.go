@@ -2,6 +2,7 @@ package login
 
 import (
 	"context"
+	"time"
 
 	"github.com/authflow/authflow/flow"
 	"github.com/authflow/authflow/session"
@@ -57,9 +58,13 @@ type SessionStore interface {
 	// Session returns the session with id, or session.ErrNotFound.
 	Session(ctx context.Context, id string) (*session.Record, error)
 	// UpdateSession replaces the session with rec.Session.ID, including its
-	// token hash (token rotation: the old token stops working at once).
-	// session.ErrNotFound if it does not exist.
-	UpdateSession(ctx context.Context, rec *session.Record) error
+	// token hash (token rotation: the old token stops working at once),
+	// provided the stored session is still active and expires after now;
+	// the check and the write are one atomic step, so a revocation
+	// (RevokeSession, RevokeSessions) that lands first is never undone.
+	// session.ErrInactive if the stored session is revoked or expired,
+	// session.ErrNotFound if it does not exist; either leaves it unchanged.
+	UpdateSession(ctx context.Context, rec *session.Record, now time.Time) error
 	// ListSessions returns the identity's sessions, revoked ones included,
 	// newest first; an empty list when it has none.
 	ListSessions(ctx context.Context, identityID string) ([]*session.Record, error)
@@ -110,9 +115,12 @@ type IdentityStore interface {
 type FlowSessionCompleter interface {
 	// CompleteFlowWithSession does what FlowStore.CompleteFlow does and, in
 	// the same transaction, creates s (when create is true) or updates it
-	// (as SessionStore.UpdateSession). Either both happen or neither;
-	// flow.ErrCompleted if the flow was already completed.
-	CompleteFlowWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool) error
+	// as SessionStore.UpdateSession does at now, on the same condition.
+	// Either both happen or neither: flow.ErrCompleted if the flow was
+	// already completed; session.ErrInactive or session.ErrNotFound (and
+	// the flow left as it was) if the session to update is revoked,
+	// expired or gone.
+	CompleteFlowWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool, now time.Time) error
 }
 
 // Compile-time proof that the in-memory stores implement the interfaces.

@@ -97,7 +97,7 @@ func TestMemoryStoreSweep(t *testing.T) {
 		refreshed, err := sessions.Session(t.Context(), "refreshed")
 		require.NoError(t, err)
 		refreshed.Session.ExpiresAt = now.Add(time.Hour)
-		require.NoError(t, sessions.UpdateSession(t.Context(), refreshed))
+		require.NoError(t, sessions.UpdateSession(t.Context(), refreshed, current))
 
 		current = now
 		require.NoError(t, flows.CreateFlow(t.Context(), &flow.Record{Flow: flow.Flow{ID: "new", ExpiresAt: now.Add(time.Hour)}}))

@@ -368,13 +368,19 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 	s, token, create := h.loginSession(x.r, cur, rec, res, now)
 	rec.Flow.Active = res.Method.Method
 	rec.Flow.UpdatedAt = now
-	if err := h.completeWithSession(ctx, rec, s, create); err != nil {
-		if errors.Is(err, flow.ErrCompleted) {
+	if err := h.completeWithSession(ctx, rec, s, create, now); err != nil {
+		switch {
+		case errors.Is(err, flow.ErrCompleted):
 			latest, lerr := h.cfg.FlowStore.Flow(ctx, rec.Flow.ID)
 			if lerr != nil {
 				return nil, fmt.Errorf("reload flow: %w", lerr)
 			}
 			return nil, h.reportOnFlow(x, latest, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
+		case !create && (errors.Is(err, session.ErrInactive) || errors.Is(err, session.ErrNotFound)):
+			// The session ended (logout, revocation, expiry) while the
+			// credentials were checked: the refresh issues nothing and
+			// is answered as a request without a session.
+			return nil, autherrors.NoSessionCredentials()
 		}
 		return nil, err
 	}
@@ -495,11 +501,14 @@ func clip(s string, n int) string {
 // panic in the store counts as a failure). If even the reopening fails, the
 // flow records the session it meant to issue, and a later submission that
 // finds that session missing reopens it (see orphaned). Of concurrent
-// completions exactly one succeeds; the others get flow.ErrCompleted.
-func (h *Handler) completeWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool) error {
+// completions exactly one succeeds; the others get flow.ErrCompleted. An
+// update (a refresh) happens only while the stored session is still valid
+// at now, so that a logout during the login wins: session.ErrInactive
+// otherwise.
+func (h *Handler) completeWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool, now time.Time) error {
 	rec.SessionID = s.Session.ID
 	if c, ok := h.cfg.FlowStore.(FlowSessionCompleter); ok {
-		if err := c.CompleteFlowWithSession(ctx, rec, s, create); err != nil {
+		if err := c.CompleteFlowWithSession(ctx, rec, s, create, now); err != nil {
 			return fmt.Errorf("complete flow: %w", err)
 		}
 		return nil
@@ -511,7 +520,7 @@ func (h *Handler) completeWithSession(ctx context.Context, rec *flow.Record, s *
 		if create {
 			return h.cfg.SessionStore.CreateSession(ctx, s)
 		}
-		return h.cfg.SessionStore.UpdateSession(ctx, s)
+		return h.cfg.SessionStore.UpdateSession(ctx, s, now)
 	})
 	if err == nil {
 		return nil

@@ -267,14 +267,18 @@ func (s *MemoryStore) Session(_ context.Context, id string) (*Record, error) {
 }
 
 // UpdateSession replaces the stored session with the same id (its token
-// hash may change: token rotation); ErrNotFound if there is none,
+// hash may change: token rotation) if it is still valid at now; ErrNotFound
+// if there is none, ErrInactive if it was revoked or has expired,
 // ErrConflict if the new token hash belongs to another session.
-func (s *MemoryStore) UpdateSession(_ context.Context, rec *Record) error {
+func (s *MemoryStore) UpdateSession(_ context.Context, rec *Record, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.byID[rec.Session.ID]
 	if !ok {
 		return ErrNotFound
+	}
+	if !cur.Valid(now) {
+		return ErrInactive
 	}
 	if id, ok := s.byToken[rec.TokenHash]; ok && id != rec.Session.ID {
 		return ErrConflict

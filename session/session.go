@@ -31,6 +31,9 @@ var (
 	// ErrConflict means a write clashes with stored state: a duplicate id or
 	// identifier, or a conditional update that lost.
 	ErrConflict = errors.New("session: conflict")
+	// ErrInactive means a conditional session update found the session
+	// revoked or expired: a session that ended is never revived.
+	ErrInactive = errors.New("session: revoked or expired")
 )
 
 // Session is an authenticated session in its wire format.

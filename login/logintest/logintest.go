@@ -28,9 +28,10 @@
 //
 // The suites check the contracts written on the interfaces' methods:
 // round trips of every field, the sentinel errors (checked with
-// errors.Is), that returned values are copies, the conditional updates, and
-// that concurrent conditional writes have exactly one winner. They compare
-// times as instants (a database may return another location and no
+// errors.Is), that returned values are copies, the conditional updates,
+// that concurrent conditional writes have exactly one winner, and that a
+// session update racing a revocation never revives the session. They
+// compare times as instants (a database may return another location and no
 // monotonic reading, but must keep microseconds) and JSON values by
 // meaning, not by bytes. The optional [login.FlowSessionCompleter] is not
 // tested here.

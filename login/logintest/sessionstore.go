@@ -30,6 +30,8 @@ var sessionTests = []subtest[login.SessionStore]{
 	{"caller's record is copied", testSessionCallerCopy},
 	{"update rotates the token hash", testSessionRotate},
 	{"update of an unknown session is not found", testSessionUpdateNotFound},
+	{"update never revives a revoked or expired session", testSessionUpdateInactive},
+	{"revocation wins over a concurrent update", testSessionUpdateRevokeRace},
 	{"list returns the identity's sessions newest first", testSessionList},
 	{"list of an unknown identity is empty", testSessionListEmpty},
 	{"revoke marks the session inactive", testSessionRevoke},
@@ -152,7 +154,7 @@ func testSessionIdentityNotStored(t *testing.T, s login.SessionStore) {
 	assert.Nil(t, got.Session.Identity, "Session.Identity after CreateSession")
 
 	got.Session.Identity = rec.Session.Identity
-	require.NoError(t, s.UpdateSession(t.Context(), got))
+	require.NoError(t, s.UpdateSession(t.Context(), got, now))
 	got = readSession(t, s, rec.Session.ID, rec.TokenHash)
 	assert.Nil(t, got.Session.Identity, "Session.Identity after UpdateSession")
 }
@@ -218,7 +220,7 @@ func testSessionCallerCopy(t *testing.T, s login.SessionStore) {
 	// The same holds for the record given to UpdateSession.
 	upd := newSession(id, identityID, hash, now)
 	upd.Session.AAL = "aal2"
-	require.NoError(t, s.UpdateSession(t.Context(), upd))
+	require.NoError(t, s.UpdateSession(t.Context(), upd, now))
 	scribbleSession(upd)
 	want := newSession(id, identityID, hash, now)
 	want.Session.AAL = "aal2"
@@ -237,7 +239,7 @@ func testSessionRotate(t *testing.T, s login.SessionStore) {
 	upd.Session.AAL = "aal2"
 	upd.Session.AuthenticationMethods = append(upd.Session.AuthenticationMethods,
 		session.AuthenticationMethod{Method: "totp", AAL: "aal2", CompletedAt: now.Add(time.Minute)})
-	require.NoError(t, s.UpdateSession(t.Context(), upd))
+	require.NoError(t, s.UpdateSession(t.Context(), upd, now))
 
 	got := readSession(t, s, rec.Session.ID, upd.TokenHash)
 	assert.Equal(t, rec.Session.ID, got.Session.ID, "Session.ID after rotation")
@@ -249,7 +251,7 @@ func testSessionRotate(t *testing.T, s login.SessionStore) {
 func testSessionUpdateNotFound(t *testing.T, s login.SessionStore) {
 	createSession(t, s, uuid.New(), now())
 	rec := newSession(uuid.New(), uuid.New(), newTokenHash(), now())
-	assert.ErrorIs(t, s.UpdateSession(t.Context(), rec), session.ErrNotFound)
+	assert.ErrorIs(t, s.UpdateSession(t.Context(), rec, now()), session.ErrNotFound)
 	_, err := s.Session(t.Context(), rec.Session.ID)
 	assert.ErrorIs(t, err, session.ErrNotFound, "UpdateSession must not create the session")
 	_, err = s.SessionByToken(t.Context(), rec.TokenHash)
@@ -363,4 +365,78 @@ func testSessionCreateConcurrent(t *testing.T, s login.SessionStore) {
 	list, err := s.ListSessions(t.Context(), identityID)
 	require.NoError(t, err)
 	assert.Equal(t, sessionIDs(recs), sessionIDs(list), "ids, newest first")
+}
+
+// testSessionUpdateInactive: an update is conditional on the stored session
+// being active and unexpired at the given time; otherwise nothing changes.
+func testSessionUpdateInactive(t *testing.T, s login.SessionStore) {
+	now := now()
+	revoked := createSession(t, s, uuid.New(), now)
+	require.NoError(t, s.RevokeSession(t.Context(), revoked.Session.ID))
+	upd := newSession(revoked.Session.ID, revoked.IdentityID, newTokenHash(), now)
+	assert.ErrorIs(t, s.UpdateSession(t.Context(), upd, now), session.ErrInactive, "update of a revoked session")
+	got := readSession(t, s, revoked.Session.ID, revoked.TokenHash)
+	assert.False(t, got.Session.Active, "a revoked session stays revoked")
+	_, err := s.SessionByToken(t.Context(), upd.TokenHash)
+	assert.ErrorIs(t, err, session.ErrNotFound, "the refused update's token hash finds nothing")
+
+	others := createSession(t, s, revoked.IdentityID, now) // a second session of the same identity
+	_, err = s.RevokeSessions(t.Context(), revoked.IdentityID)
+	require.NoError(t, err)
+	upd = newSession(others.Session.ID, others.IdentityID, newTokenHash(), now)
+	assert.ErrorIs(t, s.UpdateSession(t.Context(), upd, now), session.ErrInactive, "update after RevokeSessions")
+	assert.False(t, readSession(t, s, others.Session.ID, others.TokenHash).Session.Active)
+
+	expiring := createSession(t, s, uuid.New(), now)
+	later := expiring.Session.ExpiresAt.Add(time.Microsecond)
+	upd = newSession(expiring.Session.ID, expiring.IdentityID, newTokenHash(), later)
+	assert.ErrorIs(t, s.UpdateSession(t.Context(), upd, later), session.ErrInactive, "update after expiry")
+	assertSession(t, expiring, readSession(t, s, expiring.Session.ID, expiring.TokenHash))
+	atExpiry := expiring.Session.ExpiresAt
+	assert.ErrorIs(t, s.UpdateSession(t.Context(), upd, atExpiry), session.ErrInactive, "a session is expired at its ExpiresAt")
+	before := expiring.Session.ExpiresAt.Add(-time.Microsecond)
+	assert.NoError(t, s.UpdateSession(t.Context(), upd, before), "a session is valid until its ExpiresAt")
+}
+
+// testSessionUpdateRevokeRace: a refresh (UpdateSession with a rotated
+// token) racing a logout (RevokeSession) or a "sign out everywhere"
+// (RevokeSessions) always ends revoked: either the update lands first and
+// the revocation ends the updated session, or the revocation lands first
+// and the update is refused. Never does the new token find an active
+// session.
+func testSessionUpdateRevokeRace(t *testing.T, s login.SessionStore) {
+	const rounds = 20
+	for i := range rounds {
+		now := now()
+		rec := createSession(t, s, uuid.New(), now)
+		upd := readSession(t, s, rec.Session.ID, rec.TokenHash)
+		upd.TokenHash = newTokenHash()
+		upd.Session.AuthenticatedAt = now
+		upd.Session.ExpiresAt = now.Add(48 * time.Hour)
+		errs := concurrently(2, func(j int) error {
+			if j == 0 {
+				return s.UpdateSession(t.Context(), upd, now)
+			}
+			if i%2 == 0 {
+				return s.RevokeSession(t.Context(), rec.Session.ID)
+			}
+			_, err := s.RevokeSessions(t.Context(), rec.IdentityID)
+			return err
+		})
+		require.NoError(t, errs[1], "round %d: revocation", i)
+		if errs[0] != nil {
+			require.ErrorIs(t, errs[0], session.ErrInactive, "round %d: the update lost to the revocation", i)
+		}
+		for _, hash := range []string{rec.TokenHash, upd.TokenHash} {
+			got, err := s.SessionByToken(t.Context(), hash)
+			if errors.Is(err, session.ErrNotFound) {
+				continue
+			}
+			require.NoError(t, err)
+			assert.False(t, got.Valid(now), "round %d: a token of the revoked session still finds it active (update error: %v)", i, errs[0])
+		}
+		got, err := s.Session(t.Context(), rec.Session.ID)
+		require.NoError(t, err)
+		assert.False(t, got.Session.Active, "round %d: the session is revoked", i)
+	}
 }
