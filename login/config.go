@@ -97,8 +97,10 @@ type Config struct {
 	CookieDomain string
 
 	// TrustedProxies are the networks whose X-Forwarded-For header is
-	// believed when recording a session's client address; nil means none:
-	// the connection's remote address is used.
+	// believed for the client address, which throttling counts attempts by
+	// (an IPv6 client by its /64) and sessions record; nil means none: the
+	// connection's remote address is used. The nearest entry of the chain
+	// that is not a trusted proxy is the client.
 	TrustedProxies []netip.Prefix
 
 	// Limiter throttles password guessing; nil means a MemoryLimiter with

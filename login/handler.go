@@ -242,3 +242,22 @@ func (h *Handler) trusted(a netip.Addr) bool {
 func (h *Handler) resolveReturnTo(raw string) (*url.URL, error) {
 	return h.returnTo.Resolve(raw, h.defaultReturn)
 }
+
+// limitAddress is the client's network as throttling counts it: an IPv4
+// address (an IPv4-mapped IPv6 one included) as it is, an IPv6 address as
+// its /64 prefix. A value that is not an address is used verbatim.
+func limitAddress(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
+}

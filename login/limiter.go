@@ -7,23 +7,34 @@ import (
 	"time"
 )
 
-// Limiter throttles online password guessing (CONTRACT Part 1 rule 16). The
-// handler asks Check before any credential is compared, reports wrong
-// credentials with Failure and logins with Success; validation errors, CSRF
-// failures and refused attempts are not reported. Keys are the normalised
-// identifier, known or not, so throttling never reveals whether an
-// identifier exists. Implementations must be safe for concurrent use;
-// [MemoryLimiter] is the in-memory one, and a backend shared by several
-// instances implements the same three methods. An error from a Limiter
-// fails the attempt (closed, not open).
+// Limiter throttles online password guessing (CONTRACT Part 1 rule 16).
+// Before any credential is compared the handler asks Reserve, which decides
+// and counts in one atomic step: an attempt that may proceed is counted as
+// a failure at once, so that a burst of concurrent guesses gets through no
+// more often than the same guesses one after another. The handler then
+// settles each reserved attempt: a login calls Success; an attempt that
+// ended on the server's side without a verdict on the credentials (a store
+// failed, or the identity was refused after its credentials verified)
+// calls Release; wrong credentials call nothing, their reservation is the
+// failure. Validation errors, CSRF failures and refused attempts are never
+// reserved. Keys are the normalised identifier, known or not, so
+// throttling never reveals whether an identifier exists, and the client's
+// network (see LimitKey). Implementations must be safe for concurrent use;
+// [MemoryLimiter] is the in-memory one, a backend shared by several
+// instances implements the same three methods, and logintest.TestLimiter is
+// the conformance suite. An error from a Limiter fails the attempt (closed,
+// not open).
 type Limiter interface {
-	// Check returns 0 when an attempt on key may proceed now, else how long
-	// the client must wait.
-	Check(ctx context.Context, key LimitKey) (time.Duration, error)
-	// Failure records wrong credentials for key.
-	Failure(ctx context.Context, key LimitKey) error
-	// Success records a login for key: it clears key's failures and trusts
-	// key's address for the identifier.
+	// Reserve returns 0 when an attempt on key may proceed now, having
+	// counted it as a failure of key in the same atomic step; otherwise it
+	// counts nothing and returns how long the client must wait.
+	Reserve(ctx context.Context, key LimitKey) (time.Duration, error)
+	// Release takes back one reservation of key whose attempt reached no
+	// verdict on the credentials.
+	Release(ctx context.Context, key LimitKey) error
+	// Success records a login for key: it clears the failures of key (its
+	// identifier and address), takes the login's reservation back from the
+	// identifier's count, and trusts key's address for the identifier.
 	Success(ctx context.Context, key LimitKey) error
 }
 
@@ -31,7 +42,11 @@ type Limiter interface {
 type LimitKey struct {
 	// Identifier is the normalised identifier.
 	Identifier string
-	// ClientIP is the client's address (see Config.TrustedProxies).
+	// ClientIP is the client's network (see Config.TrustedProxies): an
+	// IPv4 address as it is, an IPv6 address as its /64 prefix
+	// ("2001:db8:1:2::/64"), because one subscriber commonly holds a whole
+	// /64 and could otherwise multiply its free attempts by rotating
+	// through it.
 	ClientIP string
 }
 
@@ -155,11 +170,9 @@ func (l *MemoryLimiter) current(key LimitKey, now time.Time) (pairCount, bool) {
 	return c, ok
 }
 
-// Check implements Limiter.
-func (l *MemoryLimiter) Check(_ context.Context, key LimitKey) (time.Duration, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.limits.Now()
+// wait returns how long an attempt on key must wait at now; 0 means it
+// may proceed. l.mu must be held.
+func (l *MemoryLimiter) wait(key LimitKey, now time.Time) time.Duration {
 	var wait time.Duration
 	if c, ok := l.current(key, now); ok {
 		if until := c.last.Add(l.delay(c.failures)); now.Before(until) {
@@ -167,20 +180,24 @@ func (l *MemoryLimiter) Check(_ context.Context, key LimitKey) (time.Duration, e
 		}
 	}
 	if at, ok := l.trusted.get(key); ok && now.Sub(at) < l.limits.TrustFor {
-		return wait, nil
+		return wait
 	}
 	if w, ok := l.identifiers.get(key.Identifier); ok && now.Sub(w.start) < l.limits.IdentifierWindow &&
 		w.failures >= l.limits.IdentifierFailures {
 		wait = max(wait, w.start.Add(l.limits.IdentifierWindow).Sub(now))
 	}
-	return wait, nil
+	return wait
 }
 
-// Failure implements Limiter.
-func (l *MemoryLimiter) Failure(_ context.Context, key LimitKey) error {
+// Reserve implements Limiter: the decision and the count happen under one
+// lock.
+func (l *MemoryLimiter) Reserve(_ context.Context, key LimitKey) (time.Duration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.limits.Now()
+	if wait := l.wait(key, now); wait > 0 {
+		return wait, nil
+	}
 	c, _ := l.current(key, now)
 	l.pairs.put(key, pairCount{failures: c.failures + 1, last: now})
 	w, ok := l.identifiers.get(key.Identifier)
@@ -189,6 +206,22 @@ func (l *MemoryLimiter) Failure(_ context.Context, key LimitKey) error {
 	}
 	w.failures++
 	l.identifiers.put(key.Identifier, w)
+	return 0, nil
+}
+
+// Release implements Limiter. The time of the pair's latest failure stays
+// as it is: a release can shorten no delay that is already running.
+func (l *MemoryLimiter) Release(_ context.Context, key LimitKey) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.pairs.get(key); ok {
+		if c.failures--; c.failures <= 0 {
+			l.pairs.remove(key)
+		} else {
+			l.pairs.put(key, c)
+		}
+	}
+	l.releaseIdentifier(key.Identifier)
 	return nil
 }
 
@@ -197,8 +230,18 @@ func (l *MemoryLimiter) Success(_ context.Context, key LimitKey) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pairs.remove(key)
+	l.releaseIdentifier(key.Identifier)
 	l.trusted.put(key, l.limits.Now())
 	return nil
+}
+
+// releaseIdentifier takes one failure back from the identifier's count.
+// l.mu must be held.
+func (l *MemoryLimiter) releaseIdentifier(identifier string) {
+	if w, ok := l.identifiers.get(identifier); ok && w.failures > 0 {
+		w.failures--
+		l.identifiers.put(identifier, w)
+	}
 }
 
 // lru is a map bounded to max entries that drops the least recently used

@@ -25,6 +25,10 @@ func TestMemoryIdentityStore(t *testing.T) {
 	logintest.TestIdentityStore(t, func(*testing.T) login.IdentityStore { return session.NewMemoryIdentityStore() })
 }
 
+func TestMemoryLimiter(t *testing.T) {
+	logintest.TestLimiter(t, func(_ *testing.T, limits login.Limits) login.Limiter { return login.NewMemoryLimiter(limits) })
+}
+
 func TestMemoryStoreSweep(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 

@@ -111,37 +111,37 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 			return nil, h.hookRefusal(x, rec, err)
 		}
 	}
-	// 10. Throttling, before any hash is computed.
-	key := LimitKey{Identifier: sub.Identifier, ClientIP: h.clientIP(r)}
-	if err := h.throttle(x, rec, key); err != nil {
+	// 10. Throttling: the attempt is reserved, counted as a failure, before
+	// any hash is computed.
+	key := LimitKey{Identifier: sub.Identifier, ClientIP: limitAddress(h.clientIP(r))}
+	reserved, err := h.reserve(x, rec, key)
+	if err != nil {
 		return nil, err
 	}
-	// 11. Credentials; wrong ones count for throttling and are reported to
+	// 11. Credentials; wrong ones keep their reservation and are reported to
 	// the after-failure hook.
 	res, err := m.Authenticate(ctx, sub)
 	if err != nil {
 		var fe *FlowError
 		if errors.As(err, &fe) && invalidCredentials(fe) {
-			if h.limiter != nil && key.Identifier != "" {
-				if lerr := h.limiter.Failure(ctx, key); lerr != nil {
-					return nil, fmt.Errorf("record failure: %w", lerr)
-				}
-			}
 			if h.cfg.AfterFailure != nil {
 				h.cfg.AfterFailure(ctx, attempt, err)
 			}
+		} else {
+			reserved.release(ctx)
 		}
 		return nil, h.methodError(x, rec, err)
 	}
 	if res.RedirectBrowserTo != "" {
+		reserved.release(ctx)
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
 	x.cookies = append(x.cookies, res.Cookies...)
 	resp, err := h.complete(x, rec, cur, res, attempt)
-	if err == nil && h.limiter != nil && key.Identifier != "" {
-		if lerr := h.limiter.Success(ctx, key); lerr != nil {
-			h.logBestEffort(ctx, "record login for throttling", lerr, "identity_id", res.Identity.ID)
-		}
+	if err != nil {
+		reserved.release(ctx)
+	} else {
+		reserved.success(ctx, res.Identity.ID)
 	}
 	return resp, err
 }
@@ -157,26 +157,58 @@ func bestEffort(ctx context.Context, work func(context.Context) error) (err erro
 	return work(ctx)
 }
 
-// throttle is step 10 (CONTRACT Part 1 rule 16): an attempt the limiter
-// refuses gets 429 too_many_attempts with Retry-After, or, for forms, the
-// flow with message 4019001. Attempts without an identifier are not
-// throttled here.
-func (h *Handler) throttle(x *exchange, rec *flow.Record, key LimitKey) error {
+// reserve is step 10 (CONTRACT Part 1 rule 16): it reserves the attempt
+// with the limiter, counting it as a failure until it is settled. An
+// attempt the limiter refuses gets 429 too_many_attempts with Retry-After,
+// or, for forms, the flow with message 4019001. Attempts without an
+// identifier are not throttled here: the reservation is nil.
+func (h *Handler) reserve(x *exchange, rec *flow.Record, key LimitKey) (*reservation, error) {
 	if h.limiter == nil || key.Identifier == "" {
-		return nil
+		return nil, nil
 	}
-	wait, err := h.limiter.Check(x.r.Context(), key)
+	wait, err := h.limiter.Reserve(x.r.Context(), key)
 	if err != nil {
-		return fmt.Errorf("check throttling: %w", err)
+		return nil, fmt.Errorf("check throttling: %w", err)
 	}
 	if wait <= 0 {
-		return nil
+		return &reservation{h: h, key: key}, nil
 	}
 	seconds := int((wait + time.Second - 1) / time.Second)
 	if x.json {
-		return &throttled{seconds: seconds}
+		return nil, &throttled{seconds: seconds}
 	}
-	return h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.TooManyAttempts(seconds)}})
+	return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.TooManyAttempts(seconds)}})
+}
+
+// reservation is an attempt the limiter counted; wrong credentials leave
+// it counted, and the methods settle it otherwise. A nil reservation (no
+// throttling) settles as a no-op.
+type reservation struct {
+	h   *Handler
+	key LimitKey
+}
+
+// release takes the reservation back: the attempt reached no verdict on
+// the credentials. A client that went away keeps its reservation: its hash
+// may have run, and cancelling must not buy free guesses.
+func (r *reservation) release(ctx context.Context) {
+	if r == nil || ctx.Err() != nil {
+		return
+	}
+	if err := r.h.limiter.Release(context.WithoutCancel(ctx), r.key); err != nil {
+		r.h.logBestEffort(ctx, "release throttling reservation", err)
+	}
+}
+
+// success reports the login to the limiter; a failure to do so is logged,
+// never answered.
+func (r *reservation) success(ctx context.Context, identityID string) {
+	if r == nil {
+		return
+	}
+	if err := r.h.limiter.Success(context.WithoutCancel(ctx), r.key); err != nil {
+		r.h.logBestEffort(ctx, "record login for throttling", err, "identity_id", identityID)
+	}
 }
 
 // invalidCredentials reports whether a method's refusal is wrong

@@ -1,10 +1,11 @@
 // Package logintest checks implementations of the store interfaces of
 // package login, in the manner of [testing/fstest.TestFS]: a store author
-// calls [TestFlowStore], [TestSessionStore] and [TestIdentityStore] from an
-// ordinary test, with a function that returns a new, empty store. Every
-// subtest gets its own store, so the function should give each one a fresh
-// database schema, table prefix or key space (t.Cleanup can drop it). The
-// subtests run one after another.
+// calls [TestFlowStore], [TestSessionStore] and [TestIdentityStore] (and a
+// shared throttling backend [TestLimiter]) from an ordinary test, with a
+// function that returns a new, empty store. Every subtest gets its own
+// store, so the function should give each one a fresh database schema,
+// table prefix or key space (t.Cleanup can drop it). The subtests run one
+// after another.
 //
 // A PostgreSQL backend, say, runs the suites when its DSN is set and skips
 // otherwise:
