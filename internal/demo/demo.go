@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ type Options struct {
 	ThrottleWindow    time.Duration  // how long failures are remembered
 	OIDCProviders     []OIDCProvider // -oidc-provider, in order
 	OIDCLinks         []OIDCLink     // -oidc-link, seeded at start
+	TrustedProxies    []netip.Prefix // -trusted-proxy: whose X-Forwarded-For is believed
 }
 
 type stringList []string
@@ -53,7 +55,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 // register flags of their own on fs first (a backend's -postgres DSN).
 func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var o Options
-	var allowed, oidcProviders, oidcLinks stringList
+	var allowed, oidcProviders, oidcLinks, proxies stringList
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:4433", "listen address")
 	fs.StringVar(&o.PublicURL, "public-url", "", "public URL including any mount prefix (default http://<addr>)")
 	fs.StringVar(&o.Identifier, "identifier", "demo@example.com", "identifier of the seeded identity")
@@ -69,6 +71,7 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	fs.IntVar(&o.ThrottleFailures, "throttle-failures", 5, "free failed logins per identifier and address before delays (0 turns throttling off)")
 	fs.DurationVar(&o.ThrottleWindow, "throttle-window", 15*time.Minute, "how long failed logins are remembered")
 	fs.Var(&oidcProviders, "oidc-provider", "OpenID Connect provider id=ID,issuer=URL,client-id=X,client-secret=Y (repeatable; scopes openid email, claim email to trait email)")
+	fs.Var(&proxies, "trusted-proxy", "CIDR of a proxy whose X-Forwarded-For gives the client address, for throttling and session devices (repeatable; a bare address means that address alone)")
 	fs.Var(&oidcLinks, "oidc-link", "seed a link provider=ID,subject=SUB,email=EMAIL: the identity with that email (created if absent) signs in as that provider subject (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -76,6 +79,13 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var err error
 	if o.OIDCProviders, o.OIDCLinks, err = parseOIDC(oidcProviders, oidcLinks); err != nil {
 		return o, err
+	}
+	for _, p := range proxies {
+		prefix, err := parsePrefix(p)
+		if err != nil {
+			return o, fmt.Errorf("-trusted-proxy %q: %w", p, err)
+		}
+		o.TrustedProxies = append(o.TrustedProxies, prefix)
 	}
 	cookieSet := false
 	fs.Visit(func(f *flag.Flag) { cookieSet = cookieSet || f.Name == "session-cookie" })
@@ -112,6 +122,24 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 		return o, fmt.Errorf("-throttle-failures must be at least 0 and -throttle-window positive")
 	}
 	return o, nil
+}
+
+// parsePrefix reads a CIDR ("10.0.0.0/8", "2001:db8::/32") or a bare
+// address, which stands for itself alone.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return p.Masked(), nil
 }
 
 // Stores are the backends the server uses; nil fields mean in-memory.
@@ -175,6 +203,7 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 		Hasher:            hasher,
 		IdentifierLabel:   "E-Mail",
 		Logger:            logger,
+		TrustedProxies:    o.TrustedProxies,
 		DisableThrottling: o.ThrottleFailures == 0,
 		Limiter:           newLimiter(login.Limits{FreeFailures: max(o.ThrottleFailures, 1), Window: o.ThrottleWindow}),
 	})

@@ -3,12 +3,14 @@ package demo
 import (
 	"context"
 	"flag"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -389,4 +391,78 @@ func TestOIDCLoginThroughPages(t *testing.T) {
 	assert.Equal(t, "/login", resp.Request.URL.Path, "an unlinked subject is back on the login page")
 	assert.Contains(t, string(b), `data-message-id="4000037"`)
 	assert.NotContains(t, string(b), "Welcome")
+}
+
+func TestParseFlagsTrustedProxies(t *testing.T) {
+	o, err := ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{
+		"-trusted-proxy", "10.1.2.3/8", "-trusted-proxy", "2001:db8::1", "-trusted-proxy", " 127.0.0.1/32 "})
+	require.NoError(t, err)
+	assert.Equal(t, []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("2001:db8::1/128"),
+		netip.MustParsePrefix("127.0.0.1/32"),
+	}, o.TrustedProxies)
+	_, err = ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-trusted-proxy", "proxy.example.com"})
+	assert.ErrorContains(t, err, `-trusted-proxy "proxy.example.com"`)
+	_, err = ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-trusted-proxy", "10.0.0.0/33"})
+	assert.ErrorContains(t, err, `-trusted-proxy "10.0.0.0/33"`)
+}
+
+// Behind a trusted proxy the client address comes from X-Forwarded-For:
+// throttling counts an IPv6 client by its /64, and the session records
+// the forwarded address. Without the flag the header is ignored.
+func TestTrustedProxyFlag(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(map[bool]string{true: "trusted", false: "untrusted"}[trusted], func(t *testing.T) {
+			mux := http.NewServeMux()
+			ts := httptest.NewServer(mux)
+			defer ts.Close()
+			args := []string{"-public-url", ts.URL, "-hasher", "bcrypt", "-bcrypt-cost", "4"}
+			if trusted {
+				args = append(args, "-trusted-proxy", "127.0.0.1/32")
+			}
+			o, err := ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), args)
+			require.NoError(t, err)
+			srv, err := New(context.Background(), o, Stores{}, slog.New(slog.DiscardHandler))
+			require.NoError(t, err)
+			mux.Handle("/", srv)
+
+			login := func(secret, forwardedFor string) (int, string) {
+				resp, err := http.Get(ts.URL + "/self-service/login/api")
+				require.NoError(t, err)
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				id := regexp.MustCompile(`"id":"([^"]+)"`).FindStringSubmatch(string(b))[1]
+				req, err := http.NewRequest(http.MethodPost, ts.URL+"/self-service/login?flow="+id,
+					strings.NewReader(`{"method":"password","identifier":"demo@example.com","password":"`+secret+`"}`))
+				require.NoError(t, err)
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Forwarded-For", forwardedFor)
+				resp, err = http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				b, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(b)
+			}
+			status, body := login("correct horse battery staple", "2001:db8:7:7::1")
+			require.Equal(t, http.StatusOK, status, body)
+			if trusted {
+				assert.Contains(t, body, `"ip_address":"2001:db8:7:7::1"`, "the session records the forwarded address")
+			} else {
+				assert.Contains(t, body, `"ip_address":"127.0.0.1"`, "an untrusted X-Forwarded-For is ignored")
+			}
+			for i := range 5 {
+				status, _ := login("wrong", fmt.Sprintf("2001:db8:1:2::%x", i+1))
+				require.Equal(t, http.StatusBadRequest, status, "failure %d", i+1)
+			}
+			status, _ = login("wrong", "2001:db8:1:2::ff")
+			assert.Equal(t, http.StatusTooManyRequests, status, "a sixth address of the /64 is throttled")
+			status, _ = login("wrong", "2001:db8:1:3::1")
+			if trusted {
+				assert.Equal(t, http.StatusBadRequest, status, "another /64 has its own count")
+			} else {
+				assert.Equal(t, http.StatusTooManyRequests, status, "without the flag every request is the proxy's")
+			}
+		})
+	}
 }
