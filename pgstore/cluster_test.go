@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func newCluster(t *testing.T, n int) ([]*instance, *session.Identity) {
 			SessionStore:      st,
 			IdentityStore:     st,
 			Limiter:           pgstore.NewLimiter(pool, login.Limits{Now: clock}),
+			TrustedProxies:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, // X-Forwarded-For names the client
 			Hasher:            logintest.FastHasher{},
 			Now:               clock,
 			Logger:            slog.New(slog.DiscardHandler),
@@ -213,9 +215,15 @@ func TestInstancesShareOnlyTheDatabase(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			in := cluster[i%len(cluster)]
+			// Each from its own address: every attempt in flight holds a
+			// reservation, which counts as a failure of its address until
+			// it is settled, so 50 at once from one address would be
+			// throttled after the first five.
+			header := map[string]string{"X-Forwarded-For": fmt.Sprintf("198.51.100.%d", i)}
+			body := map[string]any{"method": "password", "identifier": clusterIdentifier, "password": clusterPassword}
 			wg.Go(func() {
 				<-start
-				replies[i] = submit(t, in, nil, id, clusterPassword, "")
+				replies[i] = in.do(t, nil, http.MethodPost, "/self-service/login?flow="+id, body, header)
 			})
 		}
 		close(start)
@@ -262,10 +270,12 @@ func TestPerProcessLimitersWouldNotThrottle(t *testing.T) {
 	mems := []*login.MemoryLimiter{login.NewMemoryLimiter(login.Limits{}), login.NewMemoryLimiter(login.Limits{}), login.NewMemoryLimiter(login.Limits{})}
 	k := login.LimitKey{Identifier: clusterIdentifier, ClientIP: "127.0.0.1"}
 	for i := range 5 {
-		require.NoError(t, mems[i%3].Failure(context.Background(), k))
+		d, err := mems[i%3].Reserve(context.Background(), k) // a wrong password: the reservation is the failure
+		require.NoError(t, err)
+		require.Zero(t, d)
 	}
 	for i, m := range mems {
-		d, err := m.Check(context.Background(), k)
+		d, err := m.Reserve(context.Background(), k)
 		require.NoError(t, err)
 		assert.Zero(t, d, fmt.Sprintf("instance %d alone saw too few failures", i))
 	}

@@ -124,15 +124,29 @@ func (s *Store) oneSession(ctx context.Context, sql string, arg string) (*sessio
 	return rec, nil
 }
 
-const updateSessionSet = `identity_id = $2, token_hash = $3, active = $4, issued_at = $5, expires_at = $6, record = $7`
-
+// The conditional update answers in one round trip: how many rows it
+// wrote, and whether the session exists (in the statement's snapshot), which
+// tells a revoked or expired session from an unknown id. Under a concurrent
+// revocation the row lock serialises the two, and the update re-checks its
+// condition on the committed row (READ COMMITTED re-evaluation), so a
+// revocation that lands first is never undone.
 var sqlUpdateSession = query("UpdateSession", `
-UPDATE authflow_sessions SET `+updateSessionSet+` WHERE id = $1`)
+WITH updated AS (
+	UPDATE authflow_sessions
+	SET identity_id = $2, token_hash = $3, active = $4, issued_at = $5, expires_at = $6, record = $7
+	WHERE id = $1 AND active AND expires_at > $8
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM updated), EXISTS (SELECT 1 FROM authflow_sessions WHERE id = $1)`)
 
 // UpdateSession implements login.SessionStore: the whole record, its token
-// hash included, is replaced, so a rotated token stops working at once;
-// session.ErrConflict if the new token hash belongs to another session.
-func (s *Store) UpdateSession(ctx context.Context, rec *session.Record) error {
+// hash included, is replaced, so a rotated token stops working at once,
+// provided the stored session is active and expires after now, which the
+// statement checks and writes in one step. session.ErrInactive if the stored
+// session is revoked or expired, session.ErrNotFound if there is none
+// (either leaves it unchanged), session.ErrConflict if the new token hash
+// belongs to another session.
+func (s *Store) UpdateSession(ctx context.Context, rec *session.Record, now time.Time) error {
 	r, err := encodeSession(rec)
 	if err != nil {
 		if _, ok := parseID(rec.Session.ID); !ok {
@@ -140,17 +154,30 @@ func (s *Store) UpdateSession(ctx context.Context, rec *session.Record) error {
 		}
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, sqlUpdateSession, r.id, r.identityID, r.tokenHash, r.active, r.issuedAt, r.expiresAt, r.record)
+	var updated int64
+	var exists bool
+	err = s.pool.QueryRow(ctx, sqlUpdateSession, r.id, r.identityID, r.tokenHash, r.active, r.issuedAt, r.expiresAt, r.record, now).
+		Scan(&updated, &exists)
 	if isCode(err, codeUniqueViolation) {
 		return session.ErrConflict
 	}
 	if err != nil {
 		return fmt.Errorf("pgstore: update session: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
+	return sessionUpdated(updated, exists)
+}
+
+// sessionUpdated is the outcome of a conditional session update that wrote
+// updated rows, the session existing or not.
+func sessionUpdated(updated int64, exists bool) error {
+	switch {
+	case updated > 0:
+		return nil
+	case exists:
+		return session.ErrInactive
+	default:
 		return session.ErrNotFound
 	}
-	return nil
 }
 
 var sqlListSessions = query("ListSessions", `
@@ -227,22 +254,27 @@ WITH `+completeFlowCTE+`, created AS (
 )
 SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1)`)
 
-// A refresh updates an existing session, which may have gone: the
-// statement reports how many sessions it updated, and runs in a transaction
-// that is rolled back unless both writes happened.
+// A refresh updates an existing session on UpdateSession's condition: it
+// may have been revoked, may have expired or may be gone. The statement
+// reports how many sessions it updated and whether the session exists, and
+// runs in a transaction that is rolled back unless both writes happened.
 var sqlCompleteFlowUpdateSession = query("CompleteFlowWithSession.update", `
 WITH `+completeFlowCTE+`, updated AS (
 	UPDATE authflow_sessions SET identity_id = $10, token_hash = $11, active = $12, issued_at = $13, expires_at = $14, record = $15
-	FROM done WHERE authflow_sessions.id = $9
+	FROM done WHERE authflow_sessions.id = $9 AND authflow_sessions.active AND authflow_sessions.expires_at > $16
 	RETURNING 1
 )
-SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1), (SELECT count(*) FROM updated)`)
+SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1), (SELECT count(*) FROM updated),
+	EXISTS (SELECT 1 FROM authflow_sessions WHERE id = $9)`)
 
 // CompleteFlowWithSession implements login.FlowSessionCompleter: it
 // completes the flow as CompleteFlow does and creates or updates s, both or
-// neither. A login (create) is a single statement; a refresh (update) is a
-// transaction of one statement.
-func (s *Store) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool) error {
+// neither. A login (create) is a single statement. A refresh (update) is a
+// transaction of one statement, whose session update has UpdateSession's
+// condition at now: session.ErrInactive if the stored session is revoked or
+// expired, session.ErrNotFound if it is gone, and in either case the
+// completion is rolled back, leaving the flow as it was.
+func (s *Store) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool, now time.Time) error {
 	r, err := encodeFlow(rec, flow.StatePassedChallenge)
 	if err != nil {
 		if _, ok := parseID(rec.Flow.ID); !ok {
@@ -270,19 +302,23 @@ func (s *Store) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, s
 		}
 		return completed(rec, version, exists)
 	}
+	var outcome error // the session's, when the flow was completed
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var updated int64
-		if err := tx.QueryRow(ctx, sqlCompleteFlowUpdateSession, args...).Scan(&version, &exists, &updated); err != nil {
+		var sessionExists bool
+		if err := tx.QueryRow(ctx, sqlCompleteFlowUpdateSession, append(args, now)...).
+			Scan(&version, &exists, &updated, &sessionExists); err != nil {
 			return err
 		}
 		if version != nil && updated == 0 {
-			return session.ErrNotFound // rolls the completion back
+			outcome = sessionUpdated(updated, sessionExists)
+			return outcome // rolls the completion back
 		}
 		return nil
 	})
 	switch {
-	case errors.Is(err, session.ErrNotFound):
-		return err
+	case outcome != nil:
+		return outcome
 	case isCode(err, codeUniqueViolation):
 		return session.ErrConflict
 	case err != nil:

@@ -84,7 +84,7 @@ func storable(s string) bool {
 func query(label, sql string) string { return "-- pgstore." + label + "\n" + sql }
 
 // QueryLabel returns the label of a statement the Store or Limiter sends
-// ("CreateFlow", "Limiter.Check", ...), or "" for other SQL; tracers use it
+// ("CreateFlow", "Limiter.Reserve", ...), or "" for other SQL; tracers use it
 // to count round trips by operation.
 func QueryLabel(sql string) string {
 	rest, ok := strings.CutPrefix(sql, "-- pgstore.")

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -37,6 +38,14 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("IdentityStore", func(t *testing.T) {
 		logintest.TestIdentityStore(t, func(t *testing.T) login.IdentityStore { return fresh(t) })
+	})
+	t.Run("Limiter", func(t *testing.T) {
+		logintest.TestLimiter(t, func(t *testing.T, limits login.Limits) login.Limiter {
+			// Room for every concurrent reservation of the suite at once,
+			// so that they meet in the database and not in the pool.
+			_, pool := newStore(t, func(c *pgxpool.Config) { c.MaxConns = 64 })
+			return pgstore.NewLimiter(pool, limits)
+		})
 	})
 }
 
@@ -167,7 +176,7 @@ func TestCompleteFlowWithSession(t *testing.T) {
 		require.NoError(t, st.CreateFlow(ctx, rec))
 		s := testSession(uuid.New(), now)
 		rec.SessionID = s.Session.ID
-		require.NoError(t, st.CompleteFlowWithSession(ctx, rec, s, true))
+		require.NoError(t, st.CompleteFlowWithSession(ctx, rec, s, true, now))
 		assert.Equal(t, flow.StatePassedChallenge, rec.Flow.State)
 		assert.EqualValues(t, 2, rec.Version)
 		got, err := st.Flow(ctx, rec.Flow.ID)
@@ -179,7 +188,7 @@ func TestCompleteFlowWithSession(t *testing.T) {
 		assert.Equal(t, s.Session.ID, stored.Session.ID)
 
 		again := testSession(s.IdentityID, now)
-		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, got, again, true), flow.ErrCompleted)
+		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, got, again, true, now), flow.ErrCompleted)
 		assert.Equal(t, 1, count(t, pool, "authflow_sessions", ""), "the second completion created no session")
 	})
 
@@ -191,7 +200,7 @@ func TestCompleteFlowWithSession(t *testing.T) {
 		require.NoError(t, st.CreateFlow(ctx, rec))
 		s := testSession(uuid.New(), now)
 		s.TokenHash = taken.TokenHash
-		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, rec, s, true), session.ErrConflict)
+		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, rec, s, true, now), session.ErrConflict)
 		assert.Equal(t, flow.StateChooseMethod, rec.Flow.State, "rec unchanged")
 		got, err := st.Flow(ctx, rec.Flow.ID)
 		require.NoError(t, err)
@@ -202,7 +211,7 @@ func TestCompleteFlowWithSession(t *testing.T) {
 	t.Run("unknown flow creates no session", func(t *testing.T) {
 		st, pool := newStore(t)
 		rec := testFlow(now)
-		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, rec, testSession(uuid.New(), now), true), flow.ErrNotFound)
+		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, rec, testSession(uuid.New(), now), true, now), flow.ErrNotFound)
 		assert.Equal(t, 0, count(t, pool, "authflow_sessions", ""))
 	})
 
@@ -216,7 +225,7 @@ func TestCompleteFlowWithSession(t *testing.T) {
 		oldHash := s.TokenHash
 		s.TokenHash = uuid.New() + uuid.New()
 		s.Session.AuthenticatedAt = now.Add(time.Minute)
-		require.NoError(t, st.CompleteFlowWithSession(ctx, rec, s, false))
+		require.NoError(t, st.CompleteFlowWithSession(ctx, rec, s, false, now))
 		_, err := st.SessionByToken(ctx, oldHash)
 		assert.ErrorIs(t, err, session.ErrNotFound, "token rotated")
 		got, err := st.SessionByToken(ctx, s.TokenHash)
@@ -226,10 +235,119 @@ func TestCompleteFlowWithSession(t *testing.T) {
 		missing := testSession(uuid.New(), now)
 		other := testFlow(now)
 		require.NoError(t, st.CreateFlow(ctx, other))
-		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, other, missing, false), session.ErrNotFound)
+		assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, other, missing, false, now), session.ErrNotFound)
 		f, err := st.Flow(ctx, other.Flow.ID)
 		require.NoError(t, err)
 		assert.Equal(t, flow.StateChooseMethod, f.Flow.State, "no session updated, no completion")
+		assert.EqualValues(t, 1, f.Version)
+		assert.Equal(t, flow.StateChooseMethod, other.Flow.State, "rec unchanged")
+		assert.EqualValues(t, 1, other.Version, "rec unchanged")
+	})
+
+	// A refresh whose session ended (revoked, or expired at now) issues
+	// nothing: session.ErrInactive, the flow left usable as it was, the
+	// session as it was.
+	for _, end := range []struct {
+		name string
+		end  func(t *testing.T, st *pgstore.Store, s *session.Record) time.Time // returns the refresh's now
+	}{
+		{"revoked", func(t *testing.T, st *pgstore.Store, s *session.Record) time.Time {
+			require.NoError(t, st.RevokeSession(ctx, s.Session.ID))
+			return now
+		}},
+		{"revoked with all the identity's sessions", func(t *testing.T, st *pgstore.Store, s *session.Record) time.Time {
+			n, err := st.RevokeSessions(ctx, s.IdentityID)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			return now
+		}},
+		{"expired", func(t *testing.T, st *pgstore.Store, s *session.Record) time.Time {
+			return s.Session.ExpiresAt.Add(time.Second)
+		}},
+		{"at its expiry", func(t *testing.T, st *pgstore.Store, s *session.Record) time.Time {
+			return s.Session.ExpiresAt
+		}},
+	} {
+		t.Run("refresh of a session "+end.name+" leaves the flow and the session as they were", func(t *testing.T) {
+			st, _ := newStore(t)
+			s := testSession(uuid.New(), now)
+			require.NoError(t, st.CreateSession(ctx, s))
+			rec := testFlow(now)
+			rec.Flow.Refresh = true
+			require.NoError(t, st.CreateFlow(ctx, rec))
+			at := end.end(t, st, s)
+			before, err := st.Session(ctx, s.Session.ID)
+			require.NoError(t, err)
+
+			upd := s.Clone()
+			upd.TokenHash = uuid.New() + uuid.New()
+			upd.Session.AuthenticatedAt = now.Add(time.Minute)
+			upd.Session.ExpiresAt = at.Add(24 * time.Hour)
+			upd.Session.Active = true
+			rec.SessionID = s.Session.ID
+			assert.ErrorIs(t, st.CompleteFlowWithSession(ctx, rec, upd, false, at), session.ErrInactive)
+			assert.Equal(t, flow.StateChooseMethod, rec.Flow.State, "rec unchanged")
+			assert.EqualValues(t, 1, rec.Version, "rec unchanged")
+
+			f, err := st.Flow(ctx, rec.Flow.ID)
+			require.NoError(t, err)
+			assert.Equal(t, flow.StateChooseMethod, f.Flow.State, "the completion was rolled back")
+			assert.EqualValues(t, 1, f.Version, "the flow's version is unchanged")
+			assert.Empty(t, f.SessionID)
+
+			after, err := st.Session(ctx, s.Session.ID)
+			require.NoError(t, err)
+			assert.Equal(t, before, after, "the session is unchanged")
+			assert.Equal(t, s.TokenHash, after.TokenHash, "its token hash too")
+			assert.False(t, after.Valid(at), "and it stays ended")
+			_, err = st.SessionByToken(ctx, upd.TokenHash)
+			assert.ErrorIs(t, err, session.ErrNotFound, "the new token hash finds nothing")
+
+			// The flow is still usable: a plain completion works.
+			require.NoError(t, st.CompleteFlow(ctx, f))
+		})
+	}
+
+	t.Run("a refresh racing a revocation never leaves the session active", func(t *testing.T) {
+		st, _ := newStore(t)
+		refreshed := 0
+		for i := range 30 {
+			s := testSession(uuid.New(), now)
+			require.NoError(t, st.CreateSession(ctx, s))
+			rec := testFlow(now)
+			rec.Flow.Refresh = true
+			require.NoError(t, st.CreateFlow(ctx, rec))
+			upd := s.Clone()
+			upd.TokenHash = uuid.New() + uuid.New()
+			rec.SessionID = s.Session.ID
+			errs := make([]error, 2)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() { <-start; errs[0] = st.CompleteFlowWithSession(ctx, rec, upd, false, now) })
+			wg.Go(func() {
+				<-start
+				time.Sleep(time.Duration(i%6) * 400 * time.Microsecond) // either may land first
+				errs[1] = st.RevokeSession(ctx, s.Session.ID)
+			})
+			close(start)
+			wg.Wait()
+			require.NoError(t, errs[1], "round %d: revocation", i)
+			f, err := st.Flow(ctx, rec.Flow.ID)
+			require.NoError(t, err)
+			got, err := st.Session(ctx, s.Session.ID)
+			require.NoError(t, err)
+			assert.False(t, got.Session.Active, "round %d: the session is revoked", i)
+			if errs[0] == nil {
+				refreshed++
+				assert.Equal(t, flow.StatePassedChallenge, f.Flow.State, "round %d", i)
+				assert.Equal(t, upd.TokenHash, got.TokenHash, "round %d: the refresh landed first, then the revocation", i)
+			} else {
+				require.ErrorIs(t, errs[0], session.ErrInactive, "round %d", i)
+				assert.Equal(t, flow.StateChooseMethod, f.Flow.State, "round %d", i)
+				assert.Equal(t, s.TokenHash, got.TokenHash, "round %d", i)
+			}
+		}
+		t.Logf("%d of 30 refreshes landed before the revocation", refreshed)
 	})
 
 	t.Run("concurrent completions issue one session", func(t *testing.T) {
@@ -245,7 +363,7 @@ func TestCompleteFlowWithSession(t *testing.T) {
 			s := testSession(uuid.New(), now)
 			wg.Go(func() {
 				<-start
-				errs[i] = st.CompleteFlowWithSession(ctx, r, s, true)
+				errs[i] = st.CompleteFlowWithSession(ctx, r, s, true, now)
 			})
 		}
 		close(start)
