@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,38 +18,6 @@ import (
 	"github.com/authflow/authflow/login/logintest"
 	"github.com/authflow/authflow/session"
 )
-
-// gateHasher is the fast hasher whose Compare, once armed, tells the test
-// it started and waits until the test opens the gate: a password hash
-// during which the test acts.
-type gateHasher struct {
-	logintest.FastHasher
-	mu      sync.Mutex
-	entered chan struct{}
-	gate    chan struct{}
-}
-
-// arm makes the next Compare wait; it returns the channel that Compare
-// closes when it starts and the function that lets it finish.
-func (h *gateHasher) arm() (entered <-chan struct{}, open func()) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.entered, h.gate = make(chan struct{}), make(chan struct{})
-	gate := h.gate
-	return h.entered, func() { close(gate) }
-}
-
-func (h *gateHasher) Compare(ctx context.Context, p []byte, enc string) error {
-	h.mu.Lock()
-	entered, gate := h.entered, h.gate
-	h.entered, h.gate = nil, nil
-	h.mu.Unlock()
-	if gate != nil {
-		close(entered)
-		<-gate
-	}
-	return h.FastHasher.Compare(ctx, p, enc)
-}
 
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
@@ -90,7 +57,7 @@ func TestRefreshLosesToConcurrentLogout(t *testing.T) {
 				name += ", transactional store"
 			}
 			t.Run(name, func(t *testing.T) {
-				hasher := &gateHasher{}
+				hasher := &logintest.GateHasher{}
 				e := newEnv(t, func(c *login.Config) {
 					c.Hasher = hasher
 					c.FlowLifespan = 2 * login.DefaultSessionLifespan // the flow outlives the session
@@ -105,7 +72,7 @@ func TestRefreshLosesToConcurrentLogout(t *testing.T) {
 				f := r.flow(t)
 				require.True(t, f.Refresh)
 
-				entered, open := hasher.arm()
+				entered, open := hasher.Arm()
 				done := make(chan *result)
 				go func() {
 					done <- e.submitJSON(e.api(), f.ID, credentials(testIdentifier, testPassword, ""), header)

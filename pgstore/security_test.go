@@ -136,37 +136,6 @@ func TestParallelWrongPasswordsAreThrottledOnPostgres(t *testing.T) {
 		"the refusals counted nothing")
 }
 
-// gatedHasher is the fast hasher whose next Compare, once armed, signals
-// that it started and waits until the test lets it finish.
-type gatedHasher struct {
-	logintest.FastHasher
-	mu      sync.Mutex
-	entered chan struct{}
-	gate    chan struct{}
-}
-
-// arm makes the next Compare wait; it returns the channel Compare closes
-// when it starts and the function that lets it finish.
-func (h *gatedHasher) arm() (entered <-chan struct{}, open func()) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.entered, h.gate = make(chan struct{}), make(chan struct{})
-	gate := h.gate
-	return h.entered, func() { close(gate) }
-}
-
-func (h *gatedHasher) Compare(ctx context.Context, p []byte, enc string) error {
-	h.mu.Lock()
-	entered, gate := h.entered, h.gate
-	h.entered, h.gate = nil, nil
-	h.mu.Unlock()
-	if gate != nil {
-		close(entered)
-		<-gate
-	}
-	return h.FastHasher.Compare(ctx, p, enc)
-}
-
 // The review's second reproduction on PostgreSQL: a refresh login read the
 // session before the password hash and wrote it back unconditionally after
 // it, so a logout, a "sign out everywhere" or the session's expiry during
@@ -193,7 +162,7 @@ func TestRefreshRacingLogoutOnPostgres(t *testing.T) {
 	}
 	for _, end := range ends {
 		t.Run(end.name, func(t *testing.T) {
-			hasher := &gatedHasher{}
+			hasher := &logintest.GateHasher{}
 			clock := &testClock{t: time.Now().UTC().Truncate(time.Second)}
 			in, alice := newPGHandler(t, hasher, clock.Now, func(c *login.Config) {
 				c.FlowLifespan = 2 * login.DefaultSessionLifespan // the flow outlives the session
@@ -215,7 +184,7 @@ func TestRefreshRacingLogoutOnPostgres(t *testing.T) {
 			stored, err := in.st.Flow(context.Background(), f.ID)
 			require.NoError(t, err)
 
-			entered, open := hasher.arm()
+			entered, open := hasher.Arm()
 			done := make(chan reply)
 			go func() {
 				body := map[string]any{"method": "password", "identifier": clusterIdentifier, "password": clusterPassword}

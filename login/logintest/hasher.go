@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"strings"
+	"sync"
 
 	"github.com/authflow/authflow/login/password"
 )
@@ -62,3 +63,42 @@ func fastSum(salt, secret []byte) [sha256.Size]byte {
 }
 
 var _ password.Hasher = FastHasher{}
+
+// GateHasher is FastHasher whose next Compare, once armed, tells the test
+// that it started and then waits until the test lets it finish: a password
+// hash during which a test acts, to check what happens when something
+// (a logout, a revocation, a second attempt) lands in the middle of a
+// login. Unarmed, it is FastHasher. Its zero value is ready to use; it is
+// safe for concurrent use.
+type GateHasher struct {
+	FastHasher
+	mu      sync.Mutex
+	started chan struct{}
+	gate    chan struct{}
+}
+
+// Arm makes the next Compare wait. It returns a channel that Compare
+// closes when it starts, and the function that lets it finish.
+func (h *GateHasher) Arm() (started <-chan struct{}, finish func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.started, h.gate = make(chan struct{}), make(chan struct{})
+	gate := h.gate
+	return h.started, func() { close(gate) }
+}
+
+// Compare waits at the gate if it was armed, then compares as FastHasher
+// does.
+func (h *GateHasher) Compare(ctx context.Context, secret []byte, encoded string) error {
+	h.mu.Lock()
+	started, gate := h.started, h.gate
+	h.started, h.gate = nil, nil
+	h.mu.Unlock()
+	if gate != nil {
+		close(started)
+		<-gate
+	}
+	return h.FastHasher.Compare(ctx, secret, encoded)
+}
+
+var _ password.Hasher = (*GateHasher)(nil)
