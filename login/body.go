@@ -85,7 +85,9 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 		if fields, err = url.ParseQuery(string(body)); err != nil {
 			return nil, "Unable to decode the form body: " + err.Error()
 		}
-		detach(fields)
+		if len(body) > detachAbove {
+			detach(fields)
+		}
 	case "multipart/form-data":
 		// Accepted, but its fields are not read: the submission then names
 		// no method (4010002), as in Kratos.
@@ -104,6 +106,11 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 	}
 	return fields, ""
 }
+
+// detachAbove is the size of a form body above which its values are
+// detached: keeping a smaller body alive with a value costs no more than
+// copying the value.
+const detachAbove = 4096
 
 // detach copies each of a form's values out of the body they were parsed
 // from. url.ParseQuery returns substrings of its input where nothing was

@@ -248,8 +248,8 @@ func (h *Handler) resolveReturnTo(raw string) (*url.URL, error) {
 // its /64 prefix. A value that is not an address is used verbatim.
 func limitAddress(ip string) string {
 	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
+	if err != nil || a.Is4() {
+		return ip // ParseAddr accepts IPv4 only in canonical form
 	}
 	a = a.Unmap().WithZone("")
 	if a.Is4() {

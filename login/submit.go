@@ -161,52 +161,55 @@ func bestEffort(ctx context.Context, work func(context.Context) error) (err erro
 // with the limiter, counting it as a failure until it is settled. An
 // attempt the limiter refuses gets 429 too_many_attempts with Retry-After,
 // or, for forms, the flow with message 4019001. Attempts without an
-// identifier are not throttled here: the reservation is nil.
-func (h *Handler) reserve(x *exchange, rec *flow.Record, key LimitKey) (*reservation, error) {
+// identifier are not throttled here: the reservation is the zero value.
+func (h *Handler) reserve(x *exchange, rec *flow.Record, key LimitKey) (reservation, error) {
 	if h.limiter == nil || key.Identifier == "" {
-		return nil, nil
+		return reservation{}, nil
 	}
 	wait, err := h.limiter.Reserve(x.r.Context(), key)
 	if err != nil {
-		return nil, fmt.Errorf("check throttling: %w", err)
+		return reservation{}, fmt.Errorf("check throttling: %w", err)
 	}
 	if wait <= 0 {
-		return &reservation{h: h, key: key}, nil
+		return reservation{h: h, key: key}, nil
 	}
 	seconds := int((wait + time.Second - 1) / time.Second)
 	if x.json {
-		return nil, &throttled{seconds: seconds}
+		return reservation{}, &throttled{seconds: seconds}
 	}
-	return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.TooManyAttempts(seconds)}})
+	return reservation{}, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.TooManyAttempts(seconds)}})
 }
 
 // reservation is an attempt the limiter counted; wrong credentials leave
-// it counted, and the methods settle it otherwise. A nil reservation (no
+// it counted, and the methods settle it otherwise. The zero value (no
 // throttling) settles as a no-op.
 type reservation struct {
-	h   *Handler
+	h   *Handler // nil: nothing reserved
 	key LimitKey
 }
 
 // release takes the reservation back: the attempt reached no verdict on
 // the credentials. A client that went away keeps its reservation: its hash
 // may have run, and cancelling must not buy free guesses.
-func (r *reservation) release(ctx context.Context) {
-	if r == nil || ctx.Err() != nil {
+func (r reservation) release(ctx context.Context) {
+	if r.h == nil || ctx.Err() != nil {
 		return
 	}
-	if err := r.h.limiter.Release(context.WithoutCancel(ctx), r.key); err != nil {
+	if err := r.h.limiter.Release(ctx, r.key); err != nil {
 		r.h.logBestEffort(ctx, "release throttling reservation", err)
 	}
 }
 
-// success reports the login to the limiter; a failure to do so is logged,
-// never answered.
-func (r *reservation) success(ctx context.Context, identityID string) {
-	if r == nil {
+// success reports the login to the limiter, even if the client has gone
+// meanwhile; a failure to do so is logged, never answered.
+func (r reservation) success(ctx context.Context, identityID string) {
+	if r.h == nil {
 		return
 	}
-	if err := r.h.limiter.Success(context.WithoutCancel(ctx), r.key); err != nil {
+	if ctx.Err() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if err := r.h.limiter.Success(ctx, r.key); err != nil {
 		r.h.logBestEffort(ctx, "record login for throttling", err, "identity_id", identityID)
 	}
 }
@@ -508,9 +511,15 @@ func appendMethod(ms []session.AuthenticationMethod, m session.AuthenticationMet
 }
 
 // userAgent joins all User-Agent values with a space, cut to
-// MaxUserAgentLength bytes: it is stored with the session.
+// MaxUserAgentLength bytes: it is stored with the session, so it is always
+// a copy (a header value shares the memory of the request's whole header
+// block, up to http.Server.MaxHeaderBytes).
 func userAgent(r *http.Request) string {
-	return clip(strings.Join(r.Header.Values("User-Agent"), " "), MaxUserAgentLength)
+	ua := strings.Join(r.Header.Values("User-Agent"), " ")
+	if len(ua) > MaxUserAgentLength {
+		return clip(ua, MaxUserAgentLength)
+	}
+	return strings.Clone(ua)
 }
 
 // clip returns s cut to at most n bytes, on a UTF-8 character boundary.
