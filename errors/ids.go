@@ -9,6 +9,7 @@ import (
 const (
 	IDSessionAlreadyAvailable       = "session_already_available"
 	IDSessionAAL1Required           = "session_aal1_required"
+	IDSessionAAL2Required           = "session_aal2_required"
 	IDSessionInactive               = "session_inactive"
 	IDCSRFViolation                 = "security_csrf_violation"
 	IDFlowExpired                   = "self_service_flow_expired"
@@ -41,6 +42,17 @@ func SessionAAL1Required() *Error {
 	return newError(http.StatusUnauthorized, IDSessionAAL1Required,
 		"You can not requested a higher AAL (AAL2/AAL3) without an active session.",
 		"aal2 and aal3 can only be requested if a session exists already")
+}
+
+// SessionAAL2Required is the 403 answered to a session whose assurance
+// level is below the required one (whoami, RequireSession); details and
+// the envelope name redirect, the step-up flow's init URL.
+func SessionAAL2Required(redirect string) *Error {
+	e := newError(http.StatusForbidden, IDSessionAAL2Required,
+		"An active session was found but it does not fulfill the requested Authenticator Assurance Level. Please verify yourself with a second factor to resolve this issue.",
+		"Session does not fulfill the requested Authenticator Assurance Level")
+	e.Details = map[string]any{"redirect_browser_to": redirect}
+	return e
 }
 
 // NoSessionCredentials is whoami's 401: the request carried no valid session.

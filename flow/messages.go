@@ -28,14 +28,24 @@ const (
 	IDSignInWithProvider   = 1010002
 	IDConfirmIdentity      = 1010003
 	IDSecondFactor         = 1010004
+	IDLabelAuthCode        = 1010006
+	IDLabelBackupCode      = 1010007
+	IDUseAuthenticator     = 1010009
+	IDUseBackupCode        = 1010010
 	IDSignInWithPassword   = 1010022
 	IDLabelPassword        = 1070001
 	IDLabelTitle           = 1070002
 	IDLabelID              = 1070004
 	IDGeneric              = 4000001
 	IDMissing              = 4000002
+	IDTooShort             = 4000003
 	IDInvalidCredentials   = 4000006
+	IDInvalidCode          = 4000008
 	IDAddressNotVerified   = 4000010
+	IDNoTOTPDevice         = 4000011
+	IDBackupCodeUsed       = 4000012
+	IDNoBackupCodes        = 4000014
+	IDBackupCodeInvalid    = 4000016
 	IDTooLong              = 4000017
 	IDAccountMissing       = 4000037
 	IDFlowExpired          = 4010001
@@ -108,6 +118,53 @@ func InvalidCredentials() Message {
 // AddressNotVerified refuses a login whose address is unverified (4000010).
 func AddressNotVerified() Message {
 	return failed(IDAddressNotVerified, "Account not active yet. Did you forget to verify your email address?")
+}
+
+// TooShort reports a field shorter than allowed (4000003); lengths in
+// bytes.
+func TooShort(min, actual int) Message {
+	m := failed(IDTooShort, fmt.Sprintf("length must be >= %d, but got %d", min, actual))
+	m.Context = map[string]any{"min_length": min, "actual_length": actual}
+	return m
+}
+
+// LabelAuthCode labels the TOTP code field (1010006).
+func LabelAuthCode() Message { return info(IDLabelAuthCode, "Authentication code") }
+
+// LabelBackupCode labels the backup (lookup) code field (1010007).
+func LabelBackupCode() Message { return info(IDLabelBackupCode, "Backup recovery code") }
+
+// UseAuthenticator labels the TOTP submit button (1010009).
+func UseAuthenticator() Message { return info(IDUseAuthenticator, "Use Authenticator") }
+
+// UseBackupCode labels the backup code submit button (1010010).
+func UseBackupCode() Message { return info(IDUseBackupCode, "Use backup recovery code") }
+
+// InvalidCode is the one answer to a wrong, expired or replayed TOTP code
+// (4000008).
+func InvalidCode() Message {
+	return failed(IDInvalidCode, "The provided authentication code is invalid, please try again.")
+}
+
+// NoTOTPDevice refuses a TOTP submission of an identity without TOTP
+// (4000011).
+func NoTOTPDevice() Message { return failed(IDNoTOTPDevice, "You have no TOTP device set up.") }
+
+// BackupCodeUsed refuses a backup code that was used before (4000012).
+func BackupCodeUsed() Message {
+	return failed(IDBackupCodeUsed, "This backup recovery code has already been used.")
+}
+
+// NoBackupCodes refuses a backup code submission of an identity without
+// backup codes (4000014).
+func NoBackupCodes() Message {
+	return failed(IDNoBackupCodes, "You have no backup recovery codes set up.")
+}
+
+// BackupCodeInvalid refuses a backup code that is not one of the
+// identity's (4000016).
+func BackupCodeInvalid() Message {
+	return failed(IDBackupCodeInvalid, "The backup recovery code is not valid.")
 }
 
 // TooLong reports a field longer than allowed (4000017); lengths in bytes.

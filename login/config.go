@@ -21,6 +21,12 @@ import (
 	"github.com/authflow/authflow/session"
 )
 
+// Values of Config.RequiredAAL.
+const (
+	RequireAAL1             = "aal1"
+	RequireHighestAvailable = "highest_available"
+)
+
 // Defaults of the optional Config fields.
 const (
 	DefaultFlowLifespan      = time.Hour
@@ -102,6 +108,16 @@ type Config struct {
 	// connection's remote address is used. The nearest entry of the chain
 	// that is not a trusted proxy is the client.
 	TrustedProxies []netip.Prefix
+
+	// RequiredAAL is the assurance level a session must have to count as
+	// signed in (Kratos' session.whoami.required_aal): RequireAAL1, or
+	// RequireHighestAvailable, where a session of an identity that has a
+	// second factor counts only once it is aal2. It governs whoami (403
+	// session_aal2_required), RequireSession and Middleware, and the answer
+	// to a first-factor login of such an identity (sent on to the step-up
+	// flow). "" means RequireHighestAvailable when a second-factor method
+	// is configured, else RequireAAL1.
+	RequiredAAL string
 
 	// Limiter throttles password guessing; nil means a MemoryLimiter with
 	// the default Limits (5 free failures per identifier and address, then
@@ -246,6 +262,25 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if h.password != nil {
 		h.methods["password"] = h.password
+	}
+	for _, m := range h.order {
+		switch m.AAL() {
+		case flow.AAL1:
+		case flow.AAL2:
+			h.secondFactors = append(h.secondFactors, m)
+		default:
+			return nil, fmt.Errorf("login: method %q has AAL %q; want %q or %q", m.ID(), m.AAL(), flow.AAL1, flow.AAL2)
+		}
+	}
+	switch h.cfg.RequiredAAL {
+	case "":
+		h.cfg.RequiredAAL = RequireAAL1
+		if len(h.secondFactors) > 0 {
+			h.cfg.RequiredAAL = RequireHighestAvailable
+		}
+	case RequireAAL1, RequireHighestAvailable:
+	default:
+		return nil, fmt.Errorf("login: RequiredAAL must be %q or %q, got %q", RequireAAL1, RequireHighestAvailable, h.cfg.RequiredAAL)
 	}
 	h.cfg.Methods = nil // h.order holds them
 	h.decoder = form.NewDecoder()

@@ -157,7 +157,7 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	if o.refresh {
 		f.UI.Messages = append(f.UI.Messages, flow.ConfirmIdentity())
 	}
-	if o.aal == flow.AAL2 {
+	if o.aal == flow.AAL2 && (o.session == nil || o.session.aal() != flow.AAL2) {
 		f.UI.Messages = append(f.UI.Messages, flow.SecondFactor())
 	}
 	f.UI.Messages = append(f.UI.Messages, o.messages...)
@@ -187,8 +187,14 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 		}
 		f.UI.Nodes = append(f.UI.Nodes, nodes...)
 	}
+	if o.aal == flow.AAL2 && typ == flow.TypeAPI && len(f.UI.Nodes) == 1 {
+		f.UI.Nodes = nil // an API step-up flow offering nothing has no nodes, as in Kratos
+	}
 	sortNodes(f.UI.Nodes)
 	rec.Flow = f
+	if o.aal == flow.AAL2 && o.session != nil {
+		setStepUpOwner(rec, o.session.rec.Session.ID)
+	}
 	code := ""
 	if o.exchange && typ == flow.TypeAPI {
 		var err error

@@ -24,6 +24,8 @@ type bounceMethod struct{ identity *session.Identity }
 
 func (m *bounceMethod) ID() string { return "bounce" }
 
+func (m *bounceMethod) AAL() string { return flow.AAL1 }
+
 func (m *bounceMethod) Nodes(context.Context, *login.FlowRequest) ([]flow.Node, error) {
 	return []flow.Node{flow.NewInput("bounce", "method", "submit", "bounce", false)}, nil
 }
@@ -198,3 +200,5 @@ func TestReservedMethodID(t *testing.T) {
 type reserved struct{ codeMethod }
 
 func (*reserved) ID() string { return "_exchange" }
+
+func (*reserved) AAL() string { return flow.AAL1 }

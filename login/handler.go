@@ -57,6 +57,7 @@ type Handler struct {
 	hasher            password.Hasher   // the configured one, behind the concurrency limit
 	limiter           Limiter           // nil when throttling is off
 	order             []Method          // node order
+	secondFactors     []Method          // the methods of AAL2, in order
 	methods           map[string]Method // by ID
 	decoder           *form.Decoder
 	mux               *http.ServeMux

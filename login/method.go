@@ -23,21 +23,39 @@ import (
 // A method that completes in the browser elsewhere (social sign-in) returns
 // a Result with RedirectBrowserTo, and may also implement [CallbackMethod]
 // to receive the browser back.
+//
+// A method is a first factor (AAL returns flow.AAL1: password, social
+// sign-in) or a second factor (flow.AAL2: TOTP, backup codes). A flow is
+// submitted only to methods of its requested AAL; a second factor verifies
+// the signed-in identity of Submission.Session, never one found by an
+// identifier.
 type Method interface {
 	// ID is the value of the "method" field that selects the method; it
 	// also names its node group and its entry in flow.Record.MethodState.
 	ID() string
+	// AAL is the assurance level a login with the method proves, flow.AAL1
+	// or flow.AAL2; flows whose requested_aal differs do not offer it.
+	AAL() string
 	// Nodes returns the method's form nodes for a new flow. req.Identity is
-	// set for refresh flows (nil otherwise); a method that cannot serve the
-	// requested AAL returns no nodes.
+	// set for refresh and step-up flows (nil otherwise), with its
+	// credentials. A method returns no nodes for a flow of another AAL, and
+	// a second factor none for an identity without its credential: an
+	// identity "has a second factor" exactly when a second-factor method
+	// returns nodes for it.
 	Nodes(ctx context.Context, req *FlowRequest) ([]flow.Node, error)
 	// Validate checks the submitted fields and returns a *FlowError with
 	// the messages on their nodes (missing, too long, invalid), all
 	// together, or nil.
 	Validate(ctx context.Context, s *Submission) error
 	// Authenticate verifies the submission and returns who logged in, or
-	// where the browser must go. Wrong credentials are a *FlowError with
-	// flow.InvalidCredentials; any other error is an internal failure.
+	// where the browser must go. Wrong credentials (a wrong password or
+	// code) are a *FlowError with FailedAttempt set (or carrying
+	// flow.InvalidCredentials), which counts for throttling; other
+	// *FlowErrors are answered on the flow; any other error is an internal
+	// failure. A method that consumes a one-time secret (a TOTP step, a
+	// backup code) does so here, atomically, as the last step before it
+	// returns the Result: of concurrent submissions of one secret exactly
+	// one gets a Result.
 	Authenticate(ctx context.Context, s *Submission) (*Result, error)
 }
 
@@ -73,13 +91,16 @@ type Submission struct {
 	// Flow is the flow being submitted, with its method state. It is
 	// read-only: a method changes its state through Result.MethodState.
 	Flow *flow.Record
-	// Session is the caller's current session (refresh flows), or nil.
+	// Session is the caller's current session, with its identity, or nil.
+	// In a step-up (aal2) flow it is the session that created the flow,
+	// whose identity a second factor verifies.
 	Session *session.Session
 	// Identities is the handler's identity store.
 	Identities IdentityStore
 	// Identifier is the normalised identifier of the attempt, for hooks
-	// (Attempt.Identifier) and throttling. A method that has one sets it in
-	// Validate.
+	// (Attempt.Identifier) and throttling. A first-factor method that has
+	// one sets it in Validate; in a step-up flow the handler sets it to the
+	// session's identity id, by which second-factor attempts are throttled.
 	Identifier string
 
 	fields  url.Values
@@ -131,6 +152,11 @@ type FlowError struct {
 	Fields map[string][]flow.Message
 	// Values sets node values (for example the submitted identifier).
 	Values map[string]string
+	// FailedAttempt marks a refusal of the credentials themselves (a wrong
+	// password, a wrong or replayed code): it counts towards throttling and
+	// is reported to Config.AfterFailure. Other refusals (a missing
+	// credential, validation) do not count.
+	FailedAttempt bool
 	// Err is an internal cause, logged and never sent.
 	Err error
 }

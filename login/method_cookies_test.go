@@ -18,6 +18,8 @@ type cookieMethod struct{ subIDPMethod }
 
 func (m *cookieMethod) ID() string { return "cookiem" }
 
+func (m *cookieMethod) AAL() string { return flow.AAL1 }
+
 func (m *cookieMethod) Authenticate(_ context.Context, s *login.Submission) (*login.Result, error) {
 	return &login.Result{RedirectBrowserTo: s.CallbackURL("x"), Cookies: []*http.Cookie{s.Cookie("bind", "v", 60)}}, nil
 }

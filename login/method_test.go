@@ -30,6 +30,8 @@ type codeFields struct {
 
 func (m *codeMethod) ID() string { return "code" }
 
+func (m *codeMethod) AAL() string { return flow.AAL1 }
+
 func (m *codeMethod) Nodes(context.Context, *login.FlowRequest) ([]flow.Node, error) {
 	return []flow.Node{flow.NewInput("code", "code", "text", "", true)}, nil
 }

@@ -116,6 +116,8 @@ type passwordMethod struct {
 
 func (m *passwordMethod) ID() string { return "password" }
 
+func (m *passwordMethod) AAL() string { return flow.AAL1 }
+
 func (m *passwordMethod) Nodes(_ context.Context, req *FlowRequest) ([]flow.Node, error) {
 	if req.Flow.RequestedAAL != flow.AAL1 {
 		return nil, nil // password is a first factor only
@@ -191,7 +193,7 @@ func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
 func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Result, error) {
 	f := m.fields(s)
 	raw := f.Identifier
-	invalid := &FlowError{Messages: []flow.Message{flow.InvalidCredentials()}, Values: map[string]string{"identifier": raw}}
+	invalid := &FlowError{Messages: []flow.Message{flow.InvalidCredentials()}, Values: map[string]string{"identifier": raw}, FailedAttempt: true}
 	identifier := s.Identifier
 	if identifier == "" { // Authenticate without Validate: normalise here.
 		var err error

@@ -141,6 +141,7 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 		ex  *expiredFlow
 		as  *alreadySignedIn
 		lc  *locationChange
+		ar  *aalRequired
 		ae  *autherrors.Error
 		th  *throttled
 		env autherrors.Envelope
@@ -181,6 +182,12 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 			return
 		}
 		env = autherrors.Envelope{Error: autherrors.BrowserLocationChangeRequired(lc.url), RedirectBrowserTo: lc.url}
+	case errors.As(err, &ar):
+		if !x.json {
+			redirect(ar.redirect)
+			return
+		}
+		env = autherrors.Envelope{Error: autherrors.SessionAAL2Required(ar.redirect), RedirectBrowserTo: ar.redirect}
 	case errors.As(err, &ae):
 		env.Error = ae
 	default: // the cause is logged by report, never sent

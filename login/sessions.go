@@ -106,7 +106,8 @@ func (h *Handler) wireIdentity(id *session.Identity) *session.Identity {
 }
 
 // whoami answers the current session (200, with the identity id in
-// X-Kratos-Authenticated-Identity-Id) or 401 session_inactive.
+// X-Kratos-Authenticated-Identity-Id), 401 session_inactive, or 403
+// session_aal2_required for a session below Config.RequiredAAL.
 func (h *Handler) whoami(x *exchange) (*response, error) {
 	x.json = true
 	cur, err := h.currentSession(x.r.Context(), x.r)
@@ -117,6 +118,9 @@ func (h *Handler) whoami(x *exchange) (*response, error) {
 		return nil, autherrors.NoSessionCredentials()
 	}
 	x.seeSession(cur.rec)
+	if err := h.checkAAL(x.r.Context(), cur); err != nil {
+		return nil, err
+	}
 	return &response{
 		status: http.StatusOK,
 		body:   h.wireSession(cur.rec, cur.identity),
@@ -124,13 +128,42 @@ func (h *Handler) whoami(x *exchange) (*response, error) {
 	}, nil
 }
 
-// Middleware puts the request's valid session, if any, into the request
-// context, where session.FromContext finds it. Requests without one pass
-// through unchanged; a failing store is logged and treated as no session.
+// checkAAL refuses a session below Config.RequiredAAL with an
+// *aalRequired naming the step-up URL.
+func (h *Handler) checkAAL(ctx context.Context, cur *current) error {
+	short, err := h.needsStepUp(ctx, cur.aal(), cur.identity)
+	if err != nil {
+		return err
+	}
+	if short {
+		return &aalRequired{redirect: h.stepUpURL("")}
+	}
+	return nil
+}
+
+// signedIn returns the request's session if it counts as signed in: valid,
+// and of the required AAL (else an *aalRequired error).
+func (h *Handler) signedIn(r *http.Request) (*current, error) {
+	cur, err := h.currentSession(r.Context(), r)
+	if err != nil || cur == nil {
+		return nil, err
+	}
+	if err := h.checkAAL(r.Context(), cur); err != nil {
+		return nil, err
+	}
+	return cur, nil
+}
+
+// Middleware puts the request's session into the request context, where
+// session.FromContext finds it, when it counts as signed in: valid and of
+// Config.RequiredAAL (an aal1 session that still needs its second factor
+// does not). Other requests pass through unchanged; a failing store is
+// logged and treated as no session.
 func (h *Handler) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cur, err := h.currentSession(r.Context(), r)
-		if err != nil {
+		cur, err := h.signedIn(r)
+		var short *aalRequired
+		if err != nil && !errors.As(err, &short) {
 			h.logger().ErrorContext(r.Context(), "session lookup failed", "error", err)
 		}
 		if cur != nil {
@@ -140,22 +173,33 @@ func (h *Handler) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// RequireSession serves next only to requests with a valid session, which
-// it puts into the request context like Middleware. Others get the 401
-// session_inactive envelope when they are JSON requests, and a 303 to the
-// browser login otherwise.
+// RequireSession serves next only to requests whose session counts as
+// signed in, which it puts into the request context like Middleware.
+// Without a session, JSON requests get the 401 session_inactive envelope
+// and browsers a 303 to the browser login; with a session below
+// Config.RequiredAAL, JSON requests get the 403 session_aal2_required
+// envelope and browsers a 303 to the step-up flow. A failing store is the
+// generic 500.
 func (h *Handler) RequireSession(next http.Handler) http.Handler {
-	return h.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := session.FromContext(r.Context()); ok {
-			next.ServeHTTP(w, r)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cur, err := h.signedIn(r)
+		if err == nil && cur != nil {
+			next.ServeHTTP(w, r.WithContext(session.NewContext(r.Context(), h.wireSession(cur.rec, cur.identity))))
 			return
 		}
 		x := &exchange{r: r, json: isJSONRequest(r)}
 		noCache(w)
-		if x.json {
+		var short *aalRequired
+		switch {
+		case errors.As(err, &short):
+			h.fail(w, x, err)
+		case err != nil:
+			h.logger().ErrorContext(r.Context(), "session lookup failed", "error", err)
+			h.fail(w, x, err)
+		case x.json:
 			h.fail(w, x, autherrors.NoSessionCredentials())
-			return
+		default:
+			h.write(w, x, &response{location: h.public + "/self-service/login/browser"})
 		}
-		h.write(w, x, &response{location: h.public + "/self-service/login/browser"})
-	}))
+	})
 }

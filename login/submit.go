@@ -1,6 +1,7 @@
 package login
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,13 +85,19 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	if methodID == "password" && h.password == nil {
 		return nil, autherrors.MethodDisabled()
 	}
-	if m == nil || (m == Method(h.password) && rec.Flow.RequestedAAL != flow.AAL1) {
+	// A flow is served only by methods of its AAL, and a step-up flow only
+	// to the session that created it (CONTRACT-AAL Part 1 S5).
+	stepUp := rec.Flow.RequestedAAL == flow.AAL2
+	if m == nil || m.AAL() != cmp.Or(rec.Flow.RequestedAAL, flow.AAL1) || (stepUp && !ownsStepUp(rec, cur)) {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.NoMethod()}})
 	}
 	x.seen.method = m.ID()
 	sub := &Submission{Request: r, Flow: rec, Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder, h: h, method: m.ID()}
 	if cur != nil {
 		sub.Session = h.wireSession(cur.rec, cur.identity)
+	}
+	if stepUp {
+		sub.Identifier = cur.identity.ID // second factors are throttled by identity
 	}
 	// 7. Field validation, all messages together.
 	if err := m.Validate(ctx, sub); err != nil {
@@ -215,8 +222,12 @@ func (r reservation) success(ctx context.Context, identityID string) {
 }
 
 // invalidCredentials reports whether a method's refusal is wrong
-// credentials (4000006), the only refusal throttling counts.
+// credentials (FailedAttempt, or message 4000006), the only refusal
+// throttling counts.
 func invalidCredentials(fe *FlowError) bool {
+	if fe.FailedAttempt {
+		return true
+	}
 	for _, m := range fe.Messages {
 		if m.ID == flow.IDInvalidCredentials {
 			return true
@@ -374,9 +385,10 @@ type continueWith struct {
 	RedirectBrowserTo string `json:"redirect_browser_to"`
 }
 
-// complete runs steps 12 to 15 for an authenticated identity: identity
+// complete runs steps 12 to 16 for an authenticated identity: identity
 // state, return_to, the atomic completion with the session, the best-effort
-// work of the method, and the success answer.
+// work of the method, and the success answer, or the way on to the step-up
+// for a session that still needs its second factor.
 func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Result, attempt *Attempt) (*response, error) {
 	ctx := x.r.Context()
 	x.seen.identityID = res.Identity.ID
@@ -427,12 +439,31 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 	}
 	x.seen.sessionID = s.Session.ID
 	wire := h.wireSession(s, res.Identity)
+	// 16. A session that still needs its second factor (CONTRACT-AAL §8)
+	// is issued, but the client is sent on to the step-up.
+	short, err := h.needsStepUp(ctx, s.Session.AAL, res.Identity)
+	if err != nil {
+		// The session is issued; whoami and RequireSession check the AAL
+		// again, so answering the login as complete opens nothing.
+		h.logBestEffort(ctx, "check for a second factor after login", err, "identity_id", res.Identity.ID)
+		short = false
+	}
 	if rec.Flow.Type == flow.TypeAPI {
+		if short {
+			wire.Identity = nil // as Kratos: the token is for the step-up
+		}
 		return &response{status: http.StatusOK, body: &nativeLogin{SessionToken: token, Session: wire}}, nil
 	}
 	x.cookies = append(x.cookies, h.sessionCookie(token, s.Session.ExpiresAt))
 	if cur == nil || cur.identity.ID != res.Identity.ID {
 		h.rotateCSRFToken(x)
+	}
+	if short {
+		step := h.stepUpURL(rec.Flow.ReturnTo)
+		if x.json {
+			return nil, &locationChange{url: step}
+		}
+		return &response{location: step}, nil
 	}
 	if x.json {
 		return &response{status: http.StatusOK, body: &nativeLogin{
@@ -444,9 +475,10 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 }
 
 // loginSession returns the session a successful login stores and its
-// token. A refresh by the same identity keeps the session's id but rotates
-// its token; every other login makes a new session with a new id and token,
-// so a client can never fix a session id.
+// token. A refresh or a step-up by the same identity keeps the session's id
+// but rotates its token (CONTRACT-AAL Part 1 S3), appends the method and
+// recomputes the AAL from the methods; every other login makes a new
+// session with a new id and token, so a client can never fix a session id.
 func (h *Handler) loginSession(r *http.Request, cur *current, rec *flow.Record, res *Result, now time.Time) (*session.Record, string, bool) {
 	method := res.Method
 	method.CompletedAt = now
@@ -454,10 +486,11 @@ func (h *Handler) loginSession(r *http.Request, cur *current, rec *flow.Record, 
 		method.AAL = flow.AAL1
 	}
 	token := newSessionToken()
-	if cur != nil && rec.Flow.Refresh && cur.identity.ID == res.Identity.ID {
+	if cur != nil && (rec.Flow.Refresh || rec.Flow.RequestedAAL == flow.AAL2) && cur.identity.ID == res.Identity.ID {
 		s := cur.rec.Clone()
 		s.TokenHash = hashToken(token)
 		s.Session.AuthenticationMethods = appendMethod(s.Session.AuthenticationMethods, method)
+		s.Session.AAL = session.AssuranceLevel(s.Session.AuthenticationMethods)
 		s.Session.AuthenticatedAt = now
 		s.Session.ExpiresAt = now.Add(h.cfg.SessionLifespan)
 		return s, token, false

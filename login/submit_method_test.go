@@ -32,6 +32,8 @@ var _ login.CallbackMethod = (*subIDPMethod)(nil)
 
 func (m *subIDPMethod) ID() string { return "subidp" }
 
+func (m *subIDPMethod) AAL() string { return flow.AAL1 }
+
 func (m *subIDPMethod) Nodes(context.Context, *login.FlowRequest) ([]flow.Node, error) {
 	return nil, nil
 }

@@ -154,6 +154,29 @@ func (i *Identity) Clone() *Identity {
 	return &c
 }
 
+// AssuranceLevel is the authenticator assurance level that a session's
+// authentication methods prove together (CONTRACT-AAL §2): "aal2" when
+// they include a first factor (aal1) and a second factor (aal2), "aal1"
+// otherwise, "" for none.
+func AssuranceLevel(methods []AuthenticationMethod) string {
+	var first, second bool
+	for _, m := range methods {
+		switch m.AAL {
+		case "aal1":
+			first = true
+		case "aal2":
+			second = true
+		}
+	}
+	switch {
+	case first && second:
+		return "aal2"
+	case len(methods) > 0:
+		return "aal1"
+	}
+	return ""
+}
+
 // CredentialType names a kind of credential.
 type CredentialType string
 
@@ -161,6 +184,12 @@ type CredentialType string
 const (
 	CredentialPassword CredentialType = "password"
 	CredentialOIDC     CredentialType = "oidc"
+	// CredentialTOTP is a TOTP authenticator (package login/totp); its
+	// identifier is the identity's id.
+	CredentialTOTP CredentialType = "totp"
+	// CredentialLookup is a set of backup ("lookup") codes (package
+	// login/lookup); its identifier is the identity's id.
+	CredentialLookup CredentialType = "lookup_secret"
 )
 
 // Credential is one way an identity proves itself. An identity has at most

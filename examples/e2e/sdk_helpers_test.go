@@ -71,6 +71,8 @@ type sdkRedirectMethod struct{}
 
 func (sdkRedirectMethod) ID() string { return "redirect" }
 
+func (sdkRedirectMethod) AAL() string { return flow.AAL1 }
+
 func (sdkRedirectMethod) Nodes(context.Context, *login.FlowRequest) ([]flow.Node, error) {
 	return nil, nil
 }

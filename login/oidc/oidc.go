@@ -200,6 +200,9 @@ func Credential(provider, subject string) session.Credential {
 // ID implements login.Method.
 func (m *Method) ID() string { return MethodID }
 
+// AAL implements login.Method: social sign-in is a first factor.
+func (m *Method) AAL() string { return flow.AAL1 }
+
 // Nodes implements login.Method: one submit button per provider. Refresh
 // flows only show the providers linked to the identity; aal2 flows none.
 func (m *Method) Nodes(_ context.Context, req *login.FlowRequest) ([]flow.Node, error) {
