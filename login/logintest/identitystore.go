@@ -2,6 +2,7 @@ package logintest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -44,6 +45,7 @@ var identityTests = []subtest[login.IdentityStore]{
 	{"update credential of a new type gets version 1", testCredentialNewType},
 	{"update credential of an unknown identity is not found", testCredentialNotFound},
 	{"concurrent credential updates with one version have one winner", testCredentialUpdateConcurrent},
+	{"one-time secrets consumed through conditional updates are used exactly once", testCredentialConsumeExactlyOnce},
 }
 
 // newIdentity returns an active identity with every field set. Each call
@@ -497,4 +499,65 @@ func testIdentityCredentials(t *testing.T, s login.IdentityStore) {
 	assert.Len(t, none, 0, "an identity without credentials")
 	_, err = s.Credentials(t.Context(), uuid.New())
 	assert.ErrorIs(t, err, session.ErrNotFound, "unknown identity")
+}
+
+// testCredentialConsumeExactlyOnce is how a second-factor method consumes
+// a one-time secret (a backup code, a TOTP time step): read the credential,
+// check the secret is unused, mark it used with UpdateCredential on the
+// version read, and on a conflict read again. With 50 goroutines spending
+// 5 codes (10 racing for each), every code is spent exactly once and no
+// goroutine fails otherwise.
+func testCredentialConsumeExactlyOnce(t *testing.T, s login.IdentityStore) {
+	id := uuid.New()
+	const codes = 5
+	initial := session.Credential{Type: "lookup_secret", Identifiers: []string{id}, Config: json.RawMessage(`{"used":[false,false,false,false,false]}`)}
+	require.NoError(t, s.CreateIdentity(t.Context(), newIdentity(id, "alice@example.com", now()), initial))
+
+	type config struct {
+		Used []bool `json:"used"`
+	}
+	spend := func(code int) (bool, error) {
+		for range 2 * concurrency {
+			_, c, err := s.FindIdentity(t.Context(), "lookup_secret", id)
+			if err != nil {
+				return false, err
+			}
+			var cfg config
+			if err := json.Unmarshal(c.Config, &cfg); err != nil {
+				return false, err
+			}
+			if cfg.Used[code] {
+				return false, nil // spent by someone else: the "already used" answer
+			}
+			cfg.Used[code] = true
+			if c.Config, err = json.Marshal(cfg); err != nil {
+				return false, err
+			}
+			switch err := s.UpdateCredential(t.Context(), id, c); {
+			case err == nil:
+				return true, nil
+			case !errors.Is(err, session.ErrConflict):
+				return false, err
+			}
+		}
+		return false, fmt.Errorf("code %d: still conflicting after %d reads", code, 2*concurrency)
+	}
+	won := make([]bool, concurrency)
+	errs := concurrently(concurrency, func(i int) error {
+		var err error
+		won[i], err = spend(i % codes)
+		return err
+	})
+	spent := make([]int, codes)
+	for i, err := range errs {
+		require.NoError(t, err, "goroutine %d", i)
+		if won[i] {
+			spent[i%codes]++
+		}
+	}
+	assert.Equal(t, []int{1, 1, 1, 1, 1}, spent, "successful spends per code")
+	_, c, err := s.FindIdentity(t.Context(), "lookup_secret", id)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"used":[true,true,true,true,true]}`, string(c.Config))
+	assert.EqualValues(t, 1+codes, c.Version, "one stored update per code")
 }
