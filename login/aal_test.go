@@ -382,3 +382,26 @@ func serve(h http.Handler, header map[string]string) *httptest.ResponseRecorder 
 	h.ServeHTTP(w, r)
 	return w
 }
+
+// A refusal for a missing second factor is reported as refused, never as
+// an internal error.
+func TestAAL2RefusalIsReportedAsRefused(t *testing.T) {
+	var events []login.Event
+	var mu sync.Mutex
+	e, _ := aalEnv(t, func(c *login.Config) {
+		c.OnEvent = func(_ context.Context, ev login.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, ev)
+		}
+	})
+	token := e.passwordAPI()["session_token"].(string)
+	require.Equal(t, http.StatusForbidden, subWhoami(t, e, token).status)
+	mu.Lock()
+	defer mu.Unlock()
+	last := events[len(events)-1]
+	assert.Equal(t, "whoami", last.Action)
+	assert.Equal(t, login.OutcomeRefused, last.Outcome)
+	assert.Equal(t, autherrors.IDSessionAAL2Required, last.ErrorID)
+	assert.Equal(t, http.StatusForbidden, last.Status)
+}

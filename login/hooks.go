@@ -203,6 +203,7 @@ func classify(err error) (Outcome, *flowFailure, string) {
 		ex *expiredFlow
 		as *alreadySignedIn
 		lc *locationChange
+		ar *aalRequired
 		ae *autherrors.Error
 		th *throttled
 	)
@@ -217,6 +218,8 @@ func classify(err error) (Outcome, *flowFailure, string) {
 		return OutcomeAlreadySignedIn, nil, autherrors.IDSessionAlreadyAvailable
 	case errors.As(err, &lc):
 		return OutcomeRedirect, nil, autherrors.IDBrowserLocationChangeRequired
+	case errors.As(err, &ar):
+		return OutcomeRefused, nil, autherrors.IDSessionAAL2Required
 	case errors.As(err, &ae) && ae.Code < http.StatusInternalServerError:
 		return OutcomeRefused, nil, ae.ID
 	default:
