@@ -32,8 +32,13 @@ const (
 // pinMethod is a second factor: one fixed code per identity that holds a
 // pin credential. It counts the attempts it verifies.
 type pinMethod struct {
-	mu       sync.Mutex
-	attempts int
+	mu        sync.Mutex
+	attempts  int
+	commits   int
+	rollbacks int
+	// duringCommit, when set, runs inside Commit, between the spend and
+	// the handler's completion of the flow.
+	duringCommit func()
 }
 
 func (m *pinMethod) ID() string  { return pinMethodID }
@@ -68,7 +73,22 @@ func (m *pinMethod) Authenticate(_ context.Context, s *login.Submission) (*login
 	if s.Field("pin") != testPIN {
 		return nil, &login.FlowError{Messages: []flow.Message{flow.InvalidCode()}, FailedAttempt: true}
 	}
-	return &login.Result{Identity: s.Session.Identity, Method: session.AuthenticationMethod{Method: pinMethodID, AAL: flow.AAL2}}, nil
+	commit := func(context.Context) (func(context.Context) error, error) {
+		m.mu.Lock()
+		m.commits++
+		during := m.duringCommit
+		m.mu.Unlock()
+		if during != nil {
+			during()
+		}
+		return func(context.Context) error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.rollbacks++
+			return nil
+		}, nil
+	}
+	return &login.Result{Identity: s.Session.Identity, Method: session.AuthenticationMethod{Method: pinMethodID, AAL: flow.AAL2}, Commit: commit}, nil
 }
 
 // aalEnv is an env whose test identity has a pin; configure may change the
@@ -404,4 +424,26 @@ func TestAAL2RefusalIsReportedAsRefused(t *testing.T) {
 	assert.Equal(t, login.OutcomeRefused, last.Outcome)
 	assert.Equal(t, autherrors.IDSessionAAL2Required, last.ErrorID)
 	assert.Equal(t, http.StatusForbidden, last.Status)
+}
+
+// Result.Commit runs just before the completion, and its rollback when the
+// completion fails: here the session is revoked between the two, so the
+// step-up answers 401 and the spent secret is given back.
+func TestCommitIsRolledBackWhenTheLoginFails(t *testing.T) {
+	e, pin := aalEnv(t)
+	token := e.passwordAPI()["session_token"].(string)
+	f := e.stepUpAPI(token)
+	pin.duringCommit = func() {
+		_, err := e.sessions.RevokeSessions(context.Background(), e.identity.ID)
+		require.NoError(t, err)
+	}
+	bbEnvelope(t, e.submitPIN(f.ID, token, testPIN), http.StatusUnauthorized, autherrors.IDSessionInactive)
+	assert.Equal(t, 1, pin.commits)
+	assert.Equal(t, 1, pin.rollbacks, "the secret is given back")
+
+	pin.duringCommit = nil
+	token = e.passwordAPI()["session_token"].(string)
+	assert.Equal(t, http.StatusOK, e.submitPIN(e.stepUpAPI(token).ID, token, testPIN).status)
+	assert.Equal(t, 2, pin.commits)
+	assert.Equal(t, 1, pin.rollbacks, "a login keeps its secret spent")
 }

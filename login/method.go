@@ -53,9 +53,8 @@ type Method interface {
 	// flow.InvalidCredentials), which counts for throttling; other
 	// *FlowErrors are answered on the flow; any other error is an internal
 	// failure. A method that consumes a one-time secret (a TOTP step, a
-	// backup code) does so here, atomically, as the last step before it
-	// returns the Result: of concurrent submissions of one secret exactly
-	// one gets a Result.
+	// backup code) verifies it here and returns its consumption as
+	// Result.Commit.
 	Authenticate(ctx context.Context, s *Submission) (*Result, error)
 }
 
@@ -135,6 +134,17 @@ type Result struct {
 	// makes them with Submission.Cookie or Callback.Cookie, for example to
 	// bind a social sign-in to the browser, or to clear that cookie again.
 	Cookies []*http.Cookie
+	// Commit, when set, spends the one-time secret the method verified (a
+	// TOTP time step, a backup code), atomically, for example with an
+	// update conditional on the credential's version: of concurrent commits
+	// of one secret exactly one succeeds, the others return a *FlowError
+	// (with FailedAttempt for a replay). The handler runs it after every
+	// other check of the login, immediately before it completes the flow
+	// and issues the session, and runs the rollback Commit returns (when
+	// not nil) if that completion fails, so that a secret is spent exactly
+	// when a login happens; a rollback that fails leaves it spent, which
+	// fails closed.
+	Commit func(ctx context.Context) (rollback func(context.Context) error, err error)
 	// AfterLogin, when set, runs after the session is issued, best-effort:
 	// its error is logged and never fails the login (the password method
 	// re-hashes here).

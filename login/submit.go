@@ -145,10 +145,16 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	}
 	x.cookies = append(x.cookies, res.Cookies...)
 	resp, err := h.complete(x, rec, cur, res, attempt)
-	if err != nil {
-		reserved.release(ctx)
-	} else {
+	var fe *FlowError
+	switch {
+	case err == nil:
 		reserved.success(ctx, res.Identity.ID)
+	case errors.As(err, &fe) && invalidCredentials(fe): // a secret spent meanwhile (Result.Commit)
+		if h.cfg.AfterFailure != nil {
+			h.cfg.AfterFailure(ctx, attempt, fe)
+		}
+	default:
+		reserved.release(ctx)
 	}
 	return resp, err
 }
@@ -410,12 +416,26 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 		}
 		target = u.String()
 	}
-	// 14. Complete the flow and issue the session, atomically.
+	// 14. Spend the method's one-time secret, then complete the flow and
+	// issue the session, atomically; a failed completion gives the secret
+	// back.
+	var rollback func(context.Context) error
+	if res.Commit != nil {
+		var err error
+		if rollback, err = res.Commit(ctx); err != nil {
+			return nil, h.methodError(x, rec, err)
+		}
+	}
 	now := h.now()
 	s, token, create := h.loginSession(x.r, cur, rec, res, now)
 	rec.Flow.Active = res.Method.Method
 	rec.Flow.UpdatedAt = now
 	if err := h.completeWithSession(ctx, rec, s, create, now); err != nil {
+		if rollback != nil {
+			if rerr := bestEffort(context.WithoutCancel(ctx), rollback); rerr != nil {
+				h.logBestEffort(ctx, "give back a one-time secret after a failed login", rerr, "identity_id", res.Identity.ID, "method", res.Method.Method)
+			}
+		}
 		switch {
 		case errors.Is(err, flow.ErrCompleted):
 			latest, lerr := h.cfg.FlowStore.Flow(ctx, rec.Flow.ID)

@@ -1,9 +1,11 @@
 package lookup_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +14,7 @@ import (
 	"github.com/authflow/authflow/flow"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
+	"github.com/authflow/authflow/session"
 )
 
 // TestStepUpAPI: the whole API journey of CONTRACT-AAL §8, §4 and §7 with
@@ -375,4 +378,31 @@ func TestUsedCodeCountsAsFailure(t *testing.T) {
 	assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.flow(t)))
 	r = e.submitCode(token, f.ID, testCodes[1])
 	assert.Equal(t, http.StatusTooManyRequests, r.status, "body: %s", r.body)
+}
+
+// A code is spent exactly when a login happens: when the login is refused
+// after the code matched (here by the host's AfterVerification hook), the
+// code stays unused and still logs in once.
+func TestCodeIsSpentOnlyByALogin(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	e := newEnv(t, func(c *login.Config) {
+		c.AfterVerification = func(_ context.Context, a *login.Attempt, _ *session.Identity) error {
+			if a.Method == "lookup_secret" && refuse.Load() {
+				return login.Refuse(flow.Generic("not now"))
+			}
+			return nil
+		}
+	})
+	token := tokenOf(t, e.loginAPI(testEmail))
+	f := e.stepUpAPI(token)
+	before := e.remaining(e.identity.ID)
+	r := e.submitCode(token, f.ID, testCodes[0])
+	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	assert.Equal(t, before, e.remaining(e.identity.ID), "the refused login spent no code")
+
+	refuse.Store(false)
+	r = e.submitCode(token, f.ID, testCodes[0])
+	require.Equal(t, http.StatusOK, r.status, "the same code logs in: %s", r.body)
+	assert.Equal(t, before-1, e.remaining(e.identity.ID))
 }

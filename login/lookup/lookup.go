@@ -38,10 +38,12 @@
 package lookup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/authflow/authflow/flow"
@@ -161,72 +163,133 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 		return nil, invalidCode()
 	}
 	id := s.Session.Identity.Clone()
-	if err := m.consume(ctx, s.Identities, id.ID, code); err != nil {
+	h, err := m.check(ctx, s.Identities, id.ID, code, nil)
+	if err != nil {
 		return nil, err
 	}
-	return &login.Result{Identity: id, Method: session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL2}}, nil
+	commit := func(ctx context.Context) (func(context.Context) error, error) {
+		return m.consume(ctx, s.Identities, id.ID, code, h)
+	}
+	return &login.Result{Identity: id, Method: session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL2}, Commit: commit}, nil
+}
+
+// hashed is a submitted code's hash and the salt and parameters it was
+// made with, so that it is computed once per submission.
+type hashed struct {
+	sum []byte
+	cfg *storedConfig
+}
+
+// check finds code among the identity's codes without spending it: it
+// answers a missing credential, a code that is not one of them and a used
+// code, and returns the code's hash (reusing h when its salt still applies).
+func (m *Method) check(ctx context.Context, ids login.IdentityStore, identityID, code string, h *hashed) (*hashed, error) {
+	_, stored, err := loadCredential(ctx, ids, identityID)
+	if err != nil {
+		return nil, err
+	}
+	if len(stored.Codes) == 0 {
+		return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
+	}
+	if h == nil || !h.cfg.sameHash(stored) {
+		sum, err := m.hash(ctx, stored, code)
+		if err != nil {
+			return nil, err
+		}
+		h = &hashed{sum: sum, cfg: stored}
+	}
+	switch i, used := stored.match(h.sum); {
+	case i < 0:
+		return nil, invalidCode()
+	case used:
+		return nil, usedCode()
+	}
+	return h, nil
 }
 
 // maxExtraAttempts bounds consume's retries beyond one per stored code.
 const maxExtraAttempts = 4
 
-// consume is the single-use rule (CONTRACT-AAL Part 1 S2): it finds code
-// among the identity's codes and marks it used at the current second, with
-// an update conditional on the credential's version. When that update
+// consume is Result.Commit, the single-use rule (CONTRACT-AAL Part 1 S2):
+// it finds code among the identity's codes and marks it used at the
+// current second, with an update conditional on the credential's version. When that update
 // loses to a concurrent one (session.ErrConflict), it reads the credential
 // again and decides anew: the code now used is 4000012, another code
 // consumed meanwhile means a retry. Every lost update is another write that
 // landed, and consuming codes can cause at most one per code, so the
 // retries are bounded by the number of codes (plus a few for a host's
 // writes); under a contention beyond that the submission is refused on the
-// flow, never answered as a server error. The hash of code is computed once
-// (again only if the credential was replaced by one with another salt).
-func (m *Method) consume(ctx context.Context, ids login.IdentityStore, identityID, code string) error {
-	var (
-		sum    []byte
-		sumFor *storedConfig // the salt and parameters sum was made with
-	)
+// flow, never answered as a server error. The hash of code is computed at
+// most once more than in check (only if the credential was replaced by one
+// with another salt). The rollback it returns marks the code unused again.
+func (m *Method) consume(ctx context.Context, ids login.IdentityStore, identityID, code string, h *hashed) (func(context.Context) error, error) {
 	for attempt := 1; ; attempt++ {
 		cred, stored, err := loadCredential(ctx, ids, identityID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(stored.Codes) == 0 {
-			return &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
+			return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
 		}
-		if sumFor == nil || !sumFor.sameHash(stored) {
-			if sum, err = m.hash(ctx, stored, code); err != nil {
-				return err
+		if h == nil || !h.cfg.sameHash(stored) {
+			sum, err := m.hash(ctx, stored, code)
+			if err != nil {
+				return nil, err
 			}
-			sumFor = stored
+			h = &hashed{sum: sum, cfg: stored}
 		}
-		i, used := stored.match(sum)
+		i, used := stored.match(h.sum)
 		switch {
 		case i < 0:
-			return invalidCode()
+			return nil, invalidCode()
 		case used:
-			return usedCode()
+			return nil, usedCode()
 		}
 		now := m.now().UTC().Truncate(time.Second) // seconds, as Kratos
 		stored.Codes[i].UsedAt = &now
 		if cred.Config, err = stored.encode(); err != nil {
-			return err
+			return nil, err
 		}
 		err = ids.UpdateCredential(ctx, identityID, cred)
 		switch {
 		case err == nil:
-			return nil
+			spent := stored.Codes[i].Hash
+			return func(ctx context.Context) error { return giveBack(ctx, ids, identityID, spent, now) }, nil
 		case errors.Is(err, session.ErrNotFound): // the identity is gone
-			return &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
+			return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
 		case !errors.Is(err, session.ErrConflict):
-			return fmt.Errorf("lookup: mark code used: %w", err)
+			return nil, fmt.Errorf("lookup: mark code used: %w", err)
 		case attempt >= len(stored.Codes)+maxExtraAttempts:
-			return &login.FlowError{
+			return nil, &login.FlowError{
 				Messages: []flow.Message{flow.Generic("The backup recovery codes changed while your code was checked. Please try again.")},
 				Err:      fmt.Errorf("lookup: mark code used: %d version conflicts", attempt),
 			}
 		}
 	}
+}
+
+// giveBack undoes a consume whose login failed: the code with hash spent,
+// if it is still marked used at usedAt, is marked unused again. A code the
+// host replaced meanwhile is left alone.
+func giveBack(ctx context.Context, ids login.IdentityStore, identityID string, spent []byte, usedAt time.Time) error {
+	for range maxExtraAttempts * 4 {
+		cred, stored, err := loadCredential(ctx, ids, identityID)
+		if err != nil || cred == nil {
+			return err
+		}
+		i := slices.IndexFunc(stored.Codes, func(c storedCode) bool { return bytes.Equal(c.Hash, spent) })
+		if i < 0 || stored.Codes[i].UsedAt == nil || !stored.Codes[i].UsedAt.Equal(usedAt) {
+			return nil
+		}
+		stored.Codes[i].UsedAt = nil
+		if cred.Config, err = stored.encode(); err != nil {
+			return err
+		}
+		if err = ids.UpdateCredential(ctx, identityID, cred); !errors.Is(err, session.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("lookup: credential of identity %s kept changing while a code was given back", identityID)
 }
 
 // hash computes the argon2id hash of code with stored's salt and

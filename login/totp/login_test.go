@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -555,4 +556,33 @@ func TestDamagedCredentialFailsClosed(t *testing.T) {
 	r := e.submitCode(f.ID, tok, codeAt(t, testSecret, e.clock.Now()))
 	assert.Equal(t, http.StatusInternalServerError, r.status, "body: %s", r.body)
 	assert.Equal(t, http.StatusForbidden, e.whoami(tok).status, "still aal1")
+}
+
+// A code is spent exactly when a login happens: when the login is refused
+// after the code verified (here by the host's AfterVerification hook), the
+// step is not spent and the same code still logs in once.
+func TestCodeIsSpentOnlyByALogin(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	e := newEnv(t, func(c *login.Config) {
+		c.AfterVerification = func(_ context.Context, a *login.Attempt, _ *session.Identity) error {
+			if a.Method == "totp" && refuse.Load() {
+				return login.Refuse(flow.Generic("not now"))
+			}
+			return nil
+		}
+	})
+	tok := e.aal1Token()
+	f := e.stepUpAPI(tok)
+	code := e.code(0)
+	r := e.submitCode(f.ID, tok, code)
+	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	last, _ := e.storedLastStep(e.identity.ID)
+	assert.Zero(t, last, "the refused login spent no step")
+
+	refuse.Store(false)
+	r = e.submitCode(f.ID, tok, code)
+	require.Equal(t, http.StatusOK, r.status, "the same code logs in: %s", r.body)
+	last, _ = e.storedLastStep(e.identity.ID)
+	assert.Equal(t, step(e.clock.Now()), last)
 }

@@ -155,32 +155,95 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 	}
 	identity := s.Session.Identity
 	code := strings.TrimSpace(s.Field("totp_code"))
+	now := m.cfg.Now()
+	if _, err := m.check(ctx, s.Identities, identity.ID, code, now); err != nil {
+		return nil, err
+	}
+	commit := func(ctx context.Context) (func(context.Context) error, error) {
+		return m.spend(ctx, s.Identities, identity.ID, code, now)
+	}
+	return &login.Result{Identity: identity, Method: session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL2}, Commit: commit}, nil
+}
+
+// verified is a code checked against the stored credential: the credential
+// as read (with its version), its configuration, and the step the code is
+// of.
+type verified struct {
+	cred *session.Credential
+	cfg  credentialConfig
+	step uint64
+}
+
+// check verifies code against the identity's credential at now, without
+// spending it: a step it matches must be later than the last one used.
+func (m *Method) check(ctx context.Context, ids login.IdentityStore, identityID, code string, now time.Time) (*verified, error) {
+	cred, err := credential(ctx, ids, identityID)
+	if err != nil {
+		return nil, err
+	}
+	if cred == nil {
+		return nil, &login.FlowError{Messages: []flow.Message{flow.NoTOTPDevice()}}
+	}
+	cfg, secret, err := decodeCredential(cred)
+	if err != nil {
+		return nil, fmt.Errorf("totp: credential of identity %s: %w", identityID, err)
+	}
+	step, ok := matchStep(secret, code, now)
+	if !ok || step <= cfg.LastStep {
+		return nil, invalidCode(nil)
+	}
+	return &verified{cred: cred, cfg: cfg, step: step}, nil
+}
+
+// spend is Result.Commit: it records the code's step as used, checking the
+// code again on the credential it writes, with an update conditional on
+// the credential's version; a concurrent change makes it read and check
+// again, a bounded number of times. Of concurrent spends of one step
+// exactly one succeeds; the others get the wrong-code answer. The rollback
+// it returns puts the previous last step back, if nothing recorded a later
+// step meanwhile.
+func (m *Method) spend(ctx context.Context, ids login.IdentityStore, identityID, code string, now time.Time) (func(context.Context) error, error) {
 	for range maxConflicts {
-		cred, err := credential(ctx, s.Identities, identity.ID)
+		v, err := m.check(ctx, ids, identityID, code, now)
 		if err != nil {
 			return nil, err
 		}
-		if cred == nil {
-			return nil, &login.FlowError{Messages: []flow.Message{flow.NoTOTPDevice()}}
-		}
-		cfg, secret, err := decodeCredential(cred)
-		if err != nil {
-			return nil, fmt.Errorf("totp: credential of identity %s: %w", identity.ID, err)
-		}
-		step, ok := matchStep(secret, code, m.cfg.Now())
-		if !ok || step <= cfg.LastStep {
-			return nil, invalidCode(nil)
-		}
-		err = consume(ctx, s.Identities, identity.ID, cred, cfg, step)
+		previous := v.cfg.LastStep
+		err = consume(ctx, ids, identityID, v.cred, v.cfg, v.step)
 		if errors.Is(err, session.ErrConflict) {
 			continue // changed meanwhile: check the code again on the newer state
 		}
 		if err != nil {
 			return nil, err
 		}
-		return &login.Result{Identity: identity, Method: session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL2}}, nil
+		step := v.step
+		return func(ctx context.Context) error { return giveBack(ctx, ids, identityID, step, previous) }, nil
 	}
-	return nil, invalidCode(fmt.Errorf("totp: credential of identity %s changed during %d attempts to record a login", identity.ID, maxConflicts))
+	return nil, invalidCode(fmt.Errorf("totp: credential of identity %s changed during %d attempts to record a login", identityID, maxConflicts))
+}
+
+// giveBack undoes a spend whose login failed: the credential's last step
+// goes back from step to previous, unless a later step was recorded
+// meanwhile (then there is nothing to undo).
+func giveBack(ctx context.Context, ids login.IdentityStore, identityID string, step, previous uint64) error {
+	for range maxConflicts {
+		cred, err := credential(ctx, ids, identityID)
+		if err != nil || cred == nil {
+			return err
+		}
+		cfg, _, err := decodeCredential(cred)
+		if err != nil {
+			return err
+		}
+		if cfg.LastStep != step {
+			return nil
+		}
+		err = consume(ctx, ids, identityID, cred, cfg, previous)
+		if !errors.Is(err, session.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("totp: credential of identity %s changed during %d attempts to give back step %d", identityID, maxConflicts, step)
 }
 
 // invalidCode is the one answer to a wrong, malformed, expired or replayed
