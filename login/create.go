@@ -226,16 +226,16 @@ func sortNodes(nodes []flow.Node) {
 		}
 		return len(m)
 	}
-	slices.SortStableFunc(nodes, func(a, b flow.Node) int {
-		am, bm := a.Attributes.Name == "method", b.Attributes.Name == "method"
-		if am != bm {
-			if am {
-				return 1
-			}
-			return -1
+	last := func(n flow.Node) int {
+		if n.Attributes.Name == "method" {
+			return 1
 		}
+		return 0
+	}
+	slices.SortStableFunc(nodes, func(a, b flow.Node) int {
 		return cmp.Or(
 			cmp.Compare(rank(groupOrder, a.Group), rank(groupOrder, b.Group)),
+			cmp.Compare(last(a), last(b)),
 			cmp.Compare(rank(nameOrder, a.Attributes.Name), rank(nameOrder, b.Attributes.Name)),
 		)
 	})

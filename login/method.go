@@ -162,6 +162,9 @@ type FlowError struct {
 	Fields map[string][]flow.Message
 	// Values sets node values (for example the submitted identifier).
 	Values map[string]string
+	// Cleared names nodes whose value attribute is removed from the flow,
+	// as Kratos does with one-time codes after a failed submission.
+	Cleared []string
 	// FailedAttempt marks a refusal of the credentials themselves (a wrong
 	// password, a wrong or replayed code): it counts towards throttling and
 	// is reported to Config.AfterFailure. Other refusals (a missing

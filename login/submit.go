@@ -357,6 +357,11 @@ func apply(rec *flow.Record, fe *FlowError, csrfToken []byte, now time.Time) {
 			n.Attributes.Value = clip(v, MaxEchoedValueLength)
 		}
 	}
+	for _, name := range fe.Cleared {
+		if n := ui.Node(name); n != nil {
+			n.Attributes.Value = nil
+		}
+	}
 	if n := ui.Node("csrf_token"); n != nil && rec.Flow.Type == flow.TypeBrowser && csrfToken != nil {
 		n.Attributes.Value = maskCSRFToken(csrfToken)
 	}

@@ -241,7 +241,7 @@ func TestRefusals(t *testing.T) {
 			got := r.flow(t)
 			n := got.UI.Node("lookup_secret")
 			require.NotNil(t, n)
-			assert.Equal(t, "", n.Attributes.Value, "never echoed")
+			assert.Nil(t, n.Attributes.Value, "never echoed: the value attribute is removed (CONTRACT-AAL §4)")
 			if s, ok := tt.code.(string); ok && s != "" {
 				assert.NotContains(t, string(r.body), s)
 			}
@@ -267,7 +267,7 @@ func TestRefusals(t *testing.T) {
 			// code still works on the same flow.
 			stored, err := e.flows.Flow(t.Context(), f.ID)
 			require.NoError(t, err)
-			assert.Equal(t, "", stored.Flow.UI.Node("lookup_secret").Attributes.Value)
+			assert.Nil(t, stored.Flow.UI.Node("lookup_secret").Attributes.Value)
 			r = e.submitCode(token, f.ID, testCodes[5])
 			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
 		})

@@ -55,6 +55,10 @@ import (
 // the name of its input (the code), as in Kratos.
 const MethodID = "lookup_secret"
 
+// cleared lists the node whose value a failed submission removes: a code
+// is never echoed (CONTRACT-AAL §4).
+var cleared = []string{codeField}
+
 // MaxCodeLength is the longest code accepted, in bytes; a longer submission
 // is refused with message 4000017 before anything is hashed.
 const MaxCodeLength = 64
@@ -146,7 +150,7 @@ func (m *Method) Validate(_ context.Context, s *login.Submission) error {
 	default:
 		return nil
 	}
-	return &login.FlowError{Fields: map[string][]flow.Message{codeField: {msg}}}
+	return &login.FlowError{Fields: map[string][]flow.Message{codeField: {msg}}, Cleared: cleared}
 }
 
 // Authenticate implements login.Method: it checks the code against the
@@ -189,7 +193,7 @@ func (m *Method) check(ctx context.Context, ids login.IdentityStore, identityID,
 		return nil, err
 	}
 	if len(stored.Codes) == 0 {
-		return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
+		return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}, Cleared: cleared}
 	}
 	if h == nil || !h.cfg.sameHash(stored) {
 		sum, err := m.hash(ctx, stored, code)
@@ -229,7 +233,7 @@ func (m *Method) consume(ctx context.Context, ids login.IdentityStore, identityI
 			return nil, err
 		}
 		if len(stored.Codes) == 0 {
-			return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
+			return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}, Cleared: cleared}
 		}
 		if h == nil || !h.cfg.sameHash(stored) {
 			sum, err := m.hash(ctx, stored, code)
@@ -256,11 +260,12 @@ func (m *Method) consume(ctx context.Context, ids login.IdentityStore, identityI
 			spent := stored.Codes[i].Hash
 			return func(ctx context.Context) error { return giveBack(ctx, ids, identityID, spent, now) }, nil
 		case errors.Is(err, session.ErrNotFound): // the identity is gone
-			return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}}
+			return nil, &login.FlowError{Messages: []flow.Message{flow.NoBackupCodes()}, Cleared: cleared}
 		case !errors.Is(err, session.ErrConflict):
 			return nil, fmt.Errorf("lookup: mark code used: %w", err)
 		case attempt >= len(stored.Codes)+maxExtraAttempts:
 			return nil, &login.FlowError{
+				Cleared:  cleared,
 				Messages: []flow.Message{flow.Generic("The backup recovery codes changed while your code was checked. Please try again.")},
 				Err:      fmt.Errorf("lookup: mark code used: %d version conflicts", attempt),
 			}
@@ -338,13 +343,13 @@ func findCredential(creds []session.Credential) *session.Credential {
 // invalidCode is the answer to a code that is not one of the identity's
 // (4000016), a failed attempt.
 func invalidCode() *login.FlowError {
-	return &login.FlowError{Messages: []flow.Message{flow.BackupCodeInvalid()}, FailedAttempt: true}
+	return &login.FlowError{Messages: []flow.Message{flow.BackupCodeInvalid()}, FailedAttempt: true, Cleared: cleared}
 }
 
 // usedCode is the answer to a code used before (4000012), a failed
 // attempt.
 func usedCode() *login.FlowError {
-	return &login.FlowError{Messages: []flow.Message{flow.BackupCodeUsed()}, FailedAttempt: true}
+	return &login.FlowError{Messages: []flow.Message{flow.BackupCodeUsed()}, FailedAttempt: true, Cleared: cleared}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -335,7 +335,7 @@ func assertCodeNotEchoed(t testing.TB, f flow.Flow) {
 	t.Helper()
 	n := f.UI.Node("totp_code")
 	require.NotNil(t, n, "the totp_code node")
-	assert.Equal(t, "", n.Attributes.Value, "the submitted code is never echoed")
+	assert.Nil(t, n.Attributes.Value, "the submitted code is never echoed: the value attribute is removed (CONTRACT-AAL §4)")
 }
 
 // csrfToken returns the value of the flow's csrf_token node.

@@ -73,6 +73,10 @@ const (
 	maxConflicts = 8
 )
 
+// cleared lists the node whose value a failed submission removes: a code
+// is never echoed (CONTRACT-AAL §4).
+var cleared = []string{"totp_code"}
+
 // ErrInvalidCode means that a code does not verify against the key (see
 // Method.NewCredential).
 var ErrInvalidCode = errors.New("totp: invalid code")
@@ -142,7 +146,7 @@ func (m *Method) Validate(_ context.Context, s *login.Submission) error {
 	default:
 		return nil
 	}
-	return &login.FlowError{Fields: map[string][]flow.Message{"totp_code": {msg}}}
+	return &login.FlowError{Fields: map[string][]flow.Message{"totp_code": {msg}}, Cleared: cleared}
 }
 
 // Authenticate implements login.Method: it verifies the code against the
@@ -182,7 +186,7 @@ func (m *Method) check(ctx context.Context, ids login.IdentityStore, identityID,
 		return nil, err
 	}
 	if cred == nil {
-		return nil, &login.FlowError{Messages: []flow.Message{flow.NoTOTPDevice()}}
+		return nil, &login.FlowError{Messages: []flow.Message{flow.NoTOTPDevice()}, Cleared: cleared}
 	}
 	cfg, secret, err := decodeCredential(cred)
 	if err != nil {
@@ -249,7 +253,7 @@ func giveBack(ctx context.Context, ids login.IdentityStore, identityID string, s
 // invalidCode is the one answer to a wrong, malformed, expired or replayed
 // code (4000008), counted as a failed attempt; cause is logged, never sent.
 func invalidCode(cause error) *login.FlowError {
-	return &login.FlowError{Messages: []flow.Message{flow.InvalidCode()}, FailedAttempt: true, Err: cause}
+	return &login.FlowError{Messages: []flow.Message{flow.InvalidCode()}, FailedAttempt: true, Err: cause, Cleared: cleared}
 }
 
 // credential returns the identity's TOTP credential, or nil when it has
