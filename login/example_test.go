@@ -160,7 +160,7 @@ func ExampleHandler_RequireSession() {
 	resp.Body.Close()
 	fmt.Println("with a session:", resp.StatusCode, string(b))
 	// Output:
-	// browser without session: 303 https://example.com/auth/self-service/login/browser
+	// browser without session: 303 https://example.com/auth/self-service/login/browser?return_to=https%3A%2F%2Fexample.com%2Faccount
 	// with a session: 200 hello {"email":"alice@example.com"}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	autherrors "github.com/authflow/authflow/errors"
@@ -178,8 +179,9 @@ func (h *Handler) Middleware(next http.Handler) http.Handler {
 // Without a session, JSON requests get the 401 session_inactive envelope
 // and browsers a 303 to the browser login; with a session below
 // Config.RequiredAAL, JSON requests get the 403 session_aal2_required
-// envelope and browsers a 303 to the step-up flow. A failing store is the
-// generic 500.
+// envelope and browsers a 303 to the step-up flow. Browsers are sent with
+// a return_to back to the page they asked for (on PublicURL's origin) when
+// the allow-list admits it. A failing store is the generic 500.
 func (h *Handler) RequireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cur, err := h.signedIn(r)
@@ -191,6 +193,8 @@ func (h *Handler) RequireSession(next http.Handler) http.Handler {
 		noCache(w)
 		var short *aalRequired
 		switch {
+		case errors.As(err, &short) && !x.json:
+			h.write(w, x, &response{location: h.stepUpURL(h.comeBack(r))})
 		case errors.As(err, &short):
 			h.fail(w, x, err)
 		case err != nil:
@@ -199,7 +203,31 @@ func (h *Handler) RequireSession(next http.Handler) http.Handler {
 		case x.json:
 			h.fail(w, x, autherrors.NoSessionCredentials())
 		default:
-			h.write(w, x, &response{location: h.public + "/self-service/login/browser"})
+			login := h.public + "/self-service/login/browser"
+			if back := h.comeBack(r); back != "" {
+				login += "?" + url.Values{"return_to": {back}}.Encode()
+			}
+			h.write(w, x, &response{location: login})
 		}
 	})
+}
+
+// comeBack is the return_to that brings a browser sent to log in by
+// RequireSession back to the page it asked for: the request's path and
+// query on the origin of PublicURL (the server that runs the handler also
+// serves the routes it protects), when the allow-list admits that URL and
+// the request is a GET; "" otherwise, so that the login never fails on it.
+func (h *Handler) comeBack(r *http.Request) string {
+	if r.Method != http.MethodGet || len(r.URL.RequestURI()) > MaxURLLength/2 {
+		return ""
+	}
+	u, err := url.Parse(h.public)
+	if err != nil {
+		return ""
+	}
+	back := u.Scheme + "://" + u.Host + r.URL.RequestURI()
+	if _, err := h.resolveReturnTo(back); err != nil {
+		return ""
+	}
+	return back
 }
