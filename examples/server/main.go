@@ -1,6 +1,7 @@
 // Command server is authflow's example server: the login handler on
 // in-memory stores with one seeded identity, a login page rendered from
-// the flow's UI nodes, an error page and a welcome page.
+// the flow's UI nodes, an error page, a welcome page and a settings page
+// for the second factors (TOTP and backup codes).
 //
 //	go run ./examples/server
 //
@@ -9,6 +10,12 @@
 //
 //	go run ./examples/server -oidc-provider id=corp,issuer=https://idp.example.com,client-id=X,client-secret=Y \
 //		-oidc-link provider=corp,subject=SUB,email=demo@example.com
+//
+// With -totp-secret and -lookup-codes the demo identity has a second
+// factor, which a password login then asks for; the settings page
+// (/settings, linked from the welcome page) enrols one as well:
+//
+//	go run ./examples/server -totp-secret JBSWY3DPEHPK3PXP -lookup-codes k7q2m9x4,p3w8z1v6
 //
 // It prints "listening on <public-url>" when ready. Run it with -h for its
 // flags.

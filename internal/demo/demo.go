@@ -1,6 +1,8 @@
 // Package demo is the example server behind examples/server: flags, a
-// seeded identity, the handler and plain HTML pages for login, errors and a
-// welcome page. Backends in other modules reuse it with their own stores.
+// seeded identity (optionally with a TOTP authenticator and backup codes),
+// the handler with the second-factor methods, and plain HTML pages for
+// login, errors, a welcome page and a settings page that enrols the second
+// factors. Backends in other modules reuse it with their own stores.
 package demo
 
 import (
@@ -20,7 +22,9 @@ import (
 
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
+	"github.com/authflow/authflow/login/lookup"
 	"github.com/authflow/authflow/login/password"
+	"github.com/authflow/authflow/login/totp"
 	"github.com/authflow/authflow/session"
 )
 
@@ -43,6 +47,12 @@ type Options struct {
 	OIDCProviders     []OIDCProvider // -oidc-provider, in order
 	OIDCLinks         []OIDCLink     // -oidc-link, seeded at start
 	TrustedProxies    []netip.Prefix // -trusted-proxy: whose X-Forwarded-For is believed
+	TOTPSecret        string         // -totp-secret: base32, upper case, unpadded; "" seeds none
+	LookupCodes       []string       // -lookup-codes: backup codes to seed; nil seeds none
+	RequiredAAL       string         // -required-aal: login.RequireAAL1 or login.RequireHighestAvailable
+	// Now is the clock of the handler, the second-factor methods and the
+	// settings page; nil means time.Now. No flag sets it: tests do.
+	Now func() time.Time
 }
 
 type stringList []string
@@ -73,10 +83,25 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	fs.Var(&oidcProviders, "oidc-provider", "OpenID Connect provider id=ID,issuer=URL,client-id=X,client-secret=Y (repeatable; scopes openid email, claim email to trait email)")
 	fs.Var(&proxies, "trusted-proxy", "CIDR of a proxy whose X-Forwarded-For gives the client address, for throttling and session devices (repeatable; a bare address means that address alone)")
 	fs.Var(&oidcLinks, "oidc-link", "seed a link provider=ID,subject=SUB,email=EMAIL: the identity with that email (created if absent) signs in as that provider subject (repeatable)")
+	fs.StringVar(&o.TOTPSecret, "totp-secret", "", "seed the identity's TOTP authenticator with this base32 secret (SHA1, 6 digits, 30 s), unless it has one")
+	var lookupCodes string
+	fs.StringVar(&lookupCodes, "lookup-codes", "", "seed the identity's backup codes, comma-separated (a,b,c), unless it has some")
+	fs.StringVar(&o.RequiredAAL, "required-aal", login.RequireHighestAvailable, "assurance level a session needs to count as signed in: aal1, or highest_available (aal2 for identities with a second factor)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	var err error
+	if o.TOTPSecret, err = parseTOTPSecret(o.TOTPSecret); err != nil {
+		return o, err
+	}
+	if o.LookupCodes, err = parseLookupCodes(lookupCodes); err != nil {
+		return o, err
+	}
+	switch o.RequiredAAL {
+	case login.RequireAAL1, login.RequireHighestAvailable:
+	default:
+		return o, fmt.Errorf("-required-aal must be %s or %s, got %q", login.RequireAAL1, login.RequireHighestAvailable, o.RequiredAAL)
+	}
 	if o.OIDCProviders, o.OIDCLinks, err = parseOIDC(oidcProviders, oidcLinks); err != nil {
 		return o, err
 	}
@@ -159,9 +184,10 @@ type Server struct {
 	http.Handler
 }
 
-// New builds the server: the login handler on stores (with the oidc method
-// when providers are configured), the seeded identity and oidc links, and
-// the pages.
+// New builds the server: the login handler on stores with the TOTP and
+// backup-code methods (and the oidc method when providers are configured),
+// the seeded identity with its second factors and oidc links, and the
+// pages.
 func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*Server, error) {
 	if stores.Identities == nil {
 		stores.Identities = session.NewMemoryIdentityStore()
@@ -170,11 +196,23 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	if newLimiter == nil {
 		newLimiter = func(l login.Limits) login.Limiter { return login.NewMemoryLimiter(l) }
 	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	pub, err := url.Parse(o.PublicURL)
+	if err != nil || pub.Host == "" {
+		return nil, fmt.Errorf("public URL %q is not an absolute URL", o.PublicURL)
+	}
+	issuer := totpIssuer(pub)
 	var hasher password.Hasher = password.Argon2id{}
 	if o.Hasher == "bcrypt" {
 		hasher = password.Bcrypt{Cost: o.BcryptCost}
 	}
 	if err := Seed(ctx, stores.Identities, hasher, o.Identifier, o.Password); err != nil {
+		return nil, err
+	}
+	if err := SeedSecondFactors(ctx, stores.Identities, o.Identifier, issuer, o.TOTPSecret, o.LookupCodes); err != nil {
 		return nil, err
 	}
 	if err := SeedOIDCLinks(ctx, stores.Identities, o.OIDCLinks); err != nil {
@@ -188,8 +226,18 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	if social != nil {
 		methods = append(methods, social)
 	}
+	authenticator, err := totp.New(totp.Config{Issuer: issuer, Now: now})
+	if err != nil {
+		return nil, err
+	}
+	backupCodes, err := lookup.New(lookup.Config{Now: now})
+	if err != nil {
+		return nil, err
+	}
+	methods = append(methods, authenticator, backupCodes)
 	h, err := login.New(login.Config{
 		Methods:           methods,
+		RequiredAAL:       o.RequiredAAL,
 		PublicURL:         o.PublicURL,
 		LoginUIURL:        o.UIURL,
 		ErrorUIURL:        o.ErrorURL,
@@ -206,12 +254,16 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 		TrustedProxies:    o.TrustedProxies,
 		DisableThrottling: o.ThrottleFailures == 0,
 		Limiter:           newLimiter(login.Limits{FreeFailures: max(o.ThrottleFailures, 1), Window: o.ThrottleWindow}),
+		Now:               o.Now,
 	})
 	if err != nil {
 		return nil, err
 	}
-	pub, _ := url.Parse(o.PublicURL)
 	prefix := strings.TrimSuffix(pub.Path, "/")
+	settings, err := newSettingsPage(stores.Identities, authenticator, o.PublicURL, now)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{opts: o, handler: h}
 	mux := http.NewServeMux()
 	mux.Handle(prefix+"/self-service/", http.StripPrefix(prefix, h))
@@ -219,10 +271,25 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	mux.Handle("GET "+prefix+"/.well-known/ory/", http.StripPrefix(prefix, h))
 	mux.Handle("GET "+prefix+"/login", http.HandlerFunc(s.loginPage))
 	mux.Handle("GET "+prefix+"/error", http.HandlerFunc(s.errorPage))
-	mux.Handle("GET "+prefix+"/welcome", h.Middleware(http.HandlerFunc(s.welcomePage)))
+	// RequireSession, not Middleware: an aal1 session that still needs its
+	// second factor must be sent to the step-up, not back to a login that
+	// answers "already signed in" with this page.
+	mux.Handle("GET "+prefix+"/welcome", h.RequireSession(http.HandlerFunc(s.welcomePage)))
+	mux.Handle("GET "+prefix+"/settings", h.RequireSession(http.HandlerFunc(settings.show)))
+	mux.Handle("POST "+prefix+"/settings", h.RequireSession(http.HandlerFunc(settings.change)))
 	mux.Handle("GET "+prefix+"/{$}", http.RedirectHandler(o.PublicURL+"/welcome", http.StatusSeeOther))
 	s.Handler = logRequests(logger, mux)
 	return s, nil
+}
+
+// totpIssuer is the name authenticator apps show for the server: the
+// public URL's host name, as Kratos' default, unless it has a colon (an
+// IPv6 address), which an otpauth issuer cannot have.
+func totpIssuer(pub *url.URL) string {
+	if h := pub.Hostname(); !strings.Contains(h, ":") {
+		return h
+	}
+	return "authflow"
 }
 
 // Seed creates the demo identity, with traits {"email": identifier} and a

@@ -43,6 +43,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 		BcryptCost:        12,
 		ThrottleFailures:  5,
 		ThrottleWindow:    15 * time.Minute,
+		RequiredAAL:       "highest_available",
 	}, o)
 	assert.Equal(t, "1h0m0s", o.FlowLifespan.String())
 }

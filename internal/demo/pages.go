@@ -34,16 +34,25 @@ type loginView struct {
 	Method   string
 	Messages []flow.Message
 	Hidden   []nodeView
-	Fields   []nodeView
-	Buttons  []nodeView
+	// Forms are the forms with fields: one per group with fields of its
+	// own (password; totp; lookup_secret), the default group's visible
+	// fields (the identifier) in the first. Each gets the hidden nodes, so
+	// Enter in a field submits that field's method, never another's.
+	Forms []formView
 	// Separate are the buttons of groups without fields (a social sign-in
 	// provider's): they get a form of their own, so that Enter in a field
 	// submits the fields' form, never a provider.
 	Separate []nodeView
 	Refresh  bool
+	StepUp   bool // the flow asks for a second factor
 }
 
-// loginPage renders any flow from its UI nodes and messages; its form posts
+type formView struct {
+	Fields  []nodeView
+	Buttons []nodeView
+}
+
+// loginPage renders any flow from its UI nodes and messages; its forms post
 // to ui.action. Without a usable flow it starts a new one.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	restart := s.opts.PublicURL + "/self-service/login/browser"
@@ -65,7 +74,9 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "The login page is unavailable, please retry.", http.StatusInternalServerError)
 		return
 	}
-	v := loginView{Action: f.UI.Action, Method: f.UI.Method, Messages: f.UI.Messages, Refresh: f.Refresh}
+	v := loginView{Action: f.UI.Action, Method: f.UI.Method, Messages: f.UI.Messages, Refresh: f.Refresh,
+		StepUp: f.RequestedAAL == flow.AAL2}
+	var fields, buttons []nodeView
 	for _, n := range f.UI.Nodes {
 		nv := nodeView{Node: n, FieldID: "field-" + n.Attributes.Name, ErrorsID: "errors-" + n.Attributes.Name}
 		if n.Meta.Label != nil {
@@ -78,28 +89,54 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		case "hidden":
 			v.Hidden = append(v.Hidden, nv)
 		case "submit", "button":
-			v.Buttons = append(v.Buttons, nv)
+			buttons = append(buttons, nv)
 		default:
-			v.Fields = append(v.Fields, nv)
+			fields = append(fields, nv)
 		}
 	}
-	withFields := map[string]bool{}
-	for _, f := range v.Fields {
-		withFields[f.Group] = true
+	if i := focusIndex(fields); i >= 0 {
+		fields[i].Autofocus = true
 	}
-	var buttons []nodeView
-	for _, b := range v.Buttons {
-		if withFields[b.Group] || len(v.Fields) == 0 {
-			buttons = append(buttons, b)
-		} else {
-			v.Separate = append(v.Separate, b)
-		}
-	}
-	v.Buttons = buttons
-	if i := focusIndex(v.Fields); i >= 0 {
-		v.Fields[i].Autofocus = true
-	}
+	v.Forms, v.Separate = arrangeForms(fields, buttons)
 	render(w, "login.html", v)
+}
+
+// arrangeForms puts the fields and buttons into forms: one per group with
+// fields of its own, in node order, with the default group's fields at the
+// front of the first; a button joins its group's form, and buttons of
+// groups without fields are returned apart. Without fields, every button is
+// in one form.
+func arrangeForms(fields, buttons []nodeView) (forms []formView, separate []nodeView) {
+	index := map[string]int{}
+	var shared []nodeView
+	for _, f := range fields {
+		if f.Group == flow.GroupDefault {
+			shared = append(shared, f)
+			continue
+		}
+		i, ok := index[f.Group]
+		if !ok {
+			i = len(forms)
+			index[f.Group] = i
+			forms = append(forms, formView{})
+		}
+		forms[i].Fields = append(forms[i].Fields, f)
+	}
+	if len(forms) == 0 {
+		forms = []formView{{}}
+	}
+	forms[0].Fields = append(shared, forms[0].Fields...)
+	for _, b := range buttons {
+		switch i, ok := index[b.Group]; {
+		case ok:
+			forms[i].Buttons = append(forms[i].Buttons, b)
+		case len(fields) == 0 || b.Group == flow.GroupDefault:
+			forms[0].Buttons = append(forms[0].Buttons, b)
+		default:
+			separate = append(separate, b)
+		}
+	}
+	return forms, separate
 }
 
 // focusIndex picks the field the page focuses: the first with an error,
@@ -145,13 +182,15 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request) {
 }
 
 type welcomeView struct {
-	Email     string
-	Session   *session.Session
-	LogoutURL string
+	Email       string
+	Session     *session.Session
+	LogoutURL   string
+	SettingsURL string
 }
 
-// welcomePage shows the session and a logout link; without a session it
-// sends the browser to log in.
+// welcomePage shows the session, a link to the settings and a logout link.
+// It is served behind RequireSession; without a session it sends the
+// browser to log in all the same.
 func (s *Server) welcomePage(w http.ResponseWriter, r *http.Request) {
 	sess, ok := session.FromContext(r.Context())
 	if !ok {
@@ -167,14 +206,14 @@ func (s *Server) welcomePage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "The welcome page is unavailable, please retry.", http.StatusInternalServerError)
 		return
 	}
-	render(w, "welcome.html", welcomeView{Email: traits.Email, Session: sess, LogoutURL: logout})
+	render(w, "welcome.html", welcomeView{Email: traits.Email, Session: sess, LogoutURL: logout, SettingsURL: s.opts.PublicURL + "/settings"})
 }
 
 func render(w http.ResponseWriter, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "private, no-cache, no-store, must-revalidate")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
 	if err := pages.ExecuteTemplate(w, name, data); err != nil {
 		http.Error(w, "rendering failed", http.StatusInternalServerError)
 	}

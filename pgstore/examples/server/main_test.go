@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	pqtotp "github.com/pquerna/otp/totp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -194,10 +195,74 @@ func TestServerFlags(t *testing.T) {
 	require.ErrorAs(t, err, &usage)
 	assert.ErrorContains(t, err, "-hasher must be argon2id or bcrypt")
 
+	err = run(context.Background(), []string{"-postgres", "postgres://x", "-required-aal", "aal3"}, io.Discard, io.Discard, slog.New(slog.DiscardHandler))
+	require.ErrorAs(t, err, &usage)
+	assert.ErrorContains(t, err, "-required-aal must be aal1 or highest_available")
+
 	var help bytes.Buffer
 	err = run(context.Background(), []string{"-h"}, io.Discard, &help, slog.New(slog.DiscardHandler))
 	assert.ErrorIs(t, err, flag.ErrHelp)
-	for _, name := range []string{"-postgres", "-addr", "-public-url", "-identifier", "-password", "-throttle-failures"} {
+	for _, name := range []string{"-postgres", "-addr", "-public-url", "-identifier", "-password", "-throttle-failures",
+		"-totp-secret", "-lookup-codes", "-required-aal"} {
 		assert.Contains(t, help.String(), name, "the usage lists %s", name)
 	}
+}
+
+// stepUp submits a second factor (method and its field's value) in a new
+// API step-up flow of the session with token, and returns the status and
+// the answer.
+func stepUp(t *testing.T, base, token, method, field, value string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/self-service/login/api?aal=aal2", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Session-Token", token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var f struct{ ID string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&f))
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := json.Marshal(map[string]string{"method": method, field: value})
+	require.NoError(t, err)
+	req, err = http.NewRequest(http.MethodPost, base+"/self-service/login?flow="+f.ID, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Session-Token", token)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// TestServerSeedsSecondFactorsOnce: -totp-secret and -lookup-codes seed
+// the demo identity's second factors in the database once; a restart with
+// other values changes nothing, so a used backup code stays used and the
+// first secret stays the identity's.
+func TestServerSeedsSecondFactorsOnce(t *testing.T) {
+	dsn := freshSchema(t, testDSN(t))
+	const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+	base, stop := start(t, "-postgres", dsn, "-totp-secret", secret, "-lookup-codes", "code0001,code0002")
+	token := loginAPI(t, base)
+	assert.Equal(t, http.StatusForbidden, whoami(t, base, token), "the aal1 session needs its second factor")
+	status, body := stepUp(t, base, token, "lookup_secret", "lookup_secret", "code0001")
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Equal(t, 3, countRows(t, dsn, "authflow_credentials"), "password, totp and lookup_secret")
+	stop()
+
+	base, stop = start(t, "-postgres", dsn, "-totp-secret", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "-lookup-codes", "code0001,code0003")
+	defer stop()
+	assert.Equal(t, 3, countRows(t, dsn, "authflow_credentials"), "seeded only when absent")
+	status, body = stepUp(t, base, loginAPI(t, base), "lookup_secret", "lookup_secret", "code0001")
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Contains(t, body, `"id":4000012`, "a used code stays used across the restart")
+	status, body = stepUp(t, base, loginAPI(t, base), "lookup_secret", "lookup_secret", "code0003")
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Contains(t, body, `"id":4000016`, "the second start's codes were not seeded")
+	code, err := pqtotp.GenerateCode(secret, time.Now())
+	require.NoError(t, err)
+	status, body = stepUp(t, base, loginAPI(t, base), "totp", "totp_code", code)
+	assert.Equal(t, http.StatusOK, status, "the first start's TOTP secret is the identity's: %s", body)
 }
