@@ -3,9 +3,10 @@ package e2e
 // A UI written for Ory Kratos, unchanged, against authflow: the Node app of
 // examples/kratos-ui (Express, Ory's SDK @ory/client and Ory's components
 // @ory/elements-markup, built as Ory's reference UI is) in front of the example
-// server, driven by a real headless Chromium. The UI fetches flows and
-// sessions server-side with the browser's cookies; the browser posts the
-// card's form straight to authflow. Both run on 127.0.0.1 on different ports,
+// server, driven by a real headless Chromium: password login, errors,
+// expiry, logout, and the second factor (kratosui_aal_test.go). The UI
+// fetches flows and sessions server-side with the browser's cookies; the
+// browser posts the card's form straight to authflow. Both run on 127.0.0.1 on different ports,
 // so they share cookies as the reference UI and Kratos share a domain.
 //
 //	cd examples/e2e && go test -v -run KratosUI ./...
@@ -101,6 +102,17 @@ func TestKratosUI(t *testing.T) {
 		shortUI := kuiStartUI(t, node, dir, port, shortKratos)
 		tab, pages := kuiTab(t, browser)
 		kuiExpiredFlow(t, ctx, tab, pages, shortKratos, shortUI, shots)
+	})
+
+	t.Run("SecondFactor", func(t *testing.T) {
+		// Its own authflow whose identity has a TOTP authenticator and
+		// backup codes, and its own UI for it (kratosui_aal_test.go).
+		port := browserFreePort(t)
+		aalKratos := kuiStartAuthflow(t, bin, "http://127.0.0.1:"+strconv.Itoa(port),
+			"-totp-secret", kuiTOTPSecret, "-lookup-codes", kuiBackupCodes)
+		aalUI := kuiStartUI(t, node, dir, port, aalKratos)
+		tab, pages := kuiTab(t, browser)
+		kuiSecondFactor(t, tab, pages, aalKratos, aalUI, shots)
 	})
 }
 

@@ -113,10 +113,20 @@ app.get("/login", async (req, res) => {
   res.send(page({ title, kratosPublicURL, body: card }))
 })
 
+// needsSecondFactor reports whether a failed toSession is Kratos' 403
+// session_aal2_required: a session that must complete its second factor
+// (required_aal highest_available).
+function needsSecondFactor(err) {
+  const data = err && err.response && err.response.data
+  return statusOf(err) === 403 && Boolean(data && data.error && data.error.id === "session_aal2_required")
+}
+
 // GET /welcome mirrors the reference UI's welcome and session pages: the
 // session comes from toSession (Kratos' whoami) with the browser's cookies,
 // the logout link from createBrowserLogoutFlow. Without a session (401) the
-// browser is sent to start a login.
+// browser is sent to start a login; a session that still needs its second
+// factor (403 session_aal2_required) to start the step-up (aal=aal2), as
+// the reference UI's requireAuth does.
 app.get("/welcome", async (req, res) => {
   const cookie = req.header("cookie")
   let session
@@ -127,6 +137,7 @@ app.get("/welcome", async (req, res) => {
   } catch (err) {
     relayCookies(res, err.response)
     if (statusOf(err) === 401) return res.redirect(303, initURL())
+    if (needsSecondFactor(err)) return res.redirect(303, initURL({ aal: "aal2" }))
     throw err
   }
   const logout = await frontend.createBrowserLogoutFlow({ cookie })
