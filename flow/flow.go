@@ -44,9 +44,12 @@ const (
 type State string
 
 // Flow states. A flow is created in StateChooseMethod and moves, exactly
-// once, to StatePassedChallenge when it logs somebody in.
+// once, to StatePassedChallenge when it logs somebody in. A method may
+// move it through steps of its own in between, such as StateSentEmail
+// once a login code was sent.
 const (
 	StateChooseMethod    State = "choose_method"
+	StateSentEmail       State = "sent_email"
 	StatePassedChallenge State = "passed_challenge"
 )
 
@@ -117,9 +120,13 @@ func (u *UI) ResetMessages() {
 
 // Node groups, in the order nodes are sorted.
 const (
-	GroupOIDC     = "oidc"
-	GroupDefault  = "default"
-	GroupPassword = "password"
+	GroupOIDC            = "oidc"
+	GroupDefault         = "default"
+	GroupIdentifierFirst = "identifier_first"
+	GroupCode            = "code"
+	GroupPassword        = "password"
+	GroupTOTP            = "totp"
+	GroupLookupSecret    = "lookup_secret"
 )
 
 // Node is one element of a flow's form.

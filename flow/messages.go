@@ -32,10 +32,15 @@ const (
 	IDLabelBackupCode      = 1010007
 	IDUseAuthenticator     = 1010009
 	IDUseBackupCode        = 1010010
+	IDCodeSent             = 1010014
+	IDSendCode             = 1010015
 	IDSignInWithPassword   = 1010022
 	IDLabelPassword        = 1070001
 	IDLabelTitle           = 1070002
 	IDLabelID              = 1070004
+	IDResendCode           = 1070008
+	IDContinue             = 1070009
+	IDLabelLoginCode       = 1070013
 	IDGeneric              = 4000001
 	IDMissing              = 4000002
 	IDTooShort             = 4000003
@@ -51,6 +56,7 @@ const (
 	IDFlowExpired          = 4010001
 	IDNoMethod             = 4010002
 	IDAlreadyCompleted     = 4010007
+	IDInvalidLoginCode     = 4010008
 	IDIdentityDisabled     = 4010011
 	IDTooManyAttempts      = 4019001
 	IDIdentifierCharacters = 4019002
@@ -126,6 +132,30 @@ func TooShort(min, actual int) Message {
 	m := failed(IDTooShort, fmt.Sprintf("length must be >= %d, but got %d", min, actual))
 	m.Context = map[string]any{"min_length": min, "actual_length": actual}
 	return m
+}
+
+// CodeSent tells that a login code was sent (1010014). It is shown for
+// any address, known or not.
+func CodeSent() Message {
+	return info(IDCodeSent, "A code was sent to the address you provided. If you didn't receive it, please check the spelling of the address and try again.")
+}
+
+// SendCode labels the button that sends a login code (1010015).
+func SendCode() Message { return info(IDSendCode, "Send sign in code") }
+
+// ResendCode labels the button that sends a new login code (1070008).
+func ResendCode() Message { return info(IDResendCode, "Resend code") }
+
+// Continue labels a button that goes on to the next step (1070009).
+func Continue() Message { return info(IDContinue, "Continue") }
+
+// LabelLoginCode labels the login code field (1070013).
+func LabelLoginCode() Message { return info(IDLabelLoginCode, "Login code") }
+
+// InvalidLoginCode is the one answer to a wrong, expired or foreign login
+// code (4010008).
+func InvalidLoginCode() Message {
+	return failed(IDInvalidLoginCode, "The login code is invalid or has already been used. Please try again.")
 }
 
 // LabelAuthCode labels the TOTP code field (1010006).

@@ -21,6 +21,12 @@ import (
 	"github.com/authflow/authflow/session"
 )
 
+// Values of Config.LoginStyle.
+const (
+	LoginStyleUnified         = "unified"
+	LoginStyleIdentifierFirst = "identifier_first"
+)
+
 // Values of Config.RequiredAAL.
 const (
 	RequireAAL1             = "aal1"
@@ -108,6 +114,14 @@ type Config struct {
 	// connection's remote address is used. The nearest entry of the chain
 	// that is not a trusted proxy is the client.
 	TrustedProxies []netip.Prefix
+
+	// LoginStyle is how a login flow asks for credentials:
+	// LoginStyleUnified (""), every first-factor method's form at once, or
+	// LoginStyleIdentifierFirst, the identifier alone first (social sign-in
+	// buttons stay), then the methods for it (CONTRACT-CODE §9 and §10).
+	// Whatever the identifier, the second step is the same, so it reveals
+	// nothing about accounts.
+	LoginStyle string
 
 	// RequiredAAL is the assurance level a session must have to count as
 	// signed in (Kratos' session.whoami.required_aal): RequireAAL1, or
@@ -242,6 +256,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.IdentifierLabel != "" {
 		label = flow.LabelTitle(cfg.IdentifierLabel, "identifier")
 	}
+	h.identifierLabel = label
 	h.methods = map[string]Method{}
 	if !cfg.DisablePassword {
 		h.password = &passwordMethod{hasher: h.hasher, label: label, logger: h.cfg.Logger}
@@ -271,6 +286,13 @@ func New(cfg Config) (*Handler, error) {
 		default:
 			return nil, fmt.Errorf("login: method %q has AAL %q; want %q or %q", m.ID(), m.AAL(), flow.AAL1, flow.AAL2)
 		}
+	}
+	switch h.cfg.LoginStyle {
+	case "":
+		h.cfg.LoginStyle = LoginStyleUnified
+	case LoginStyleUnified, LoginStyleIdentifierFirst:
+	default:
+		return nil, fmt.Errorf("login: LoginStyle must be %q or %q, got %q", LoginStyleUnified, LoginStyleIdentifierFirst, h.cfg.LoginStyle)
 	}
 	switch h.cfg.RequiredAAL {
 	case "":

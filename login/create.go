@@ -171,7 +171,10 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	f.UI.Nodes = make([]flow.Node, 1, 4+len(h.order))
 	f.UI.Nodes[0] = flow.NewInput(flow.GroupDefault, "csrf_token", "hidden", csrf, true)
 
-	req := &FlowRequest{Flow: &f}
+	req := &FlowRequest{Flow: &f, IdentifierFirst: h.identifierFirst(&f)}
+	if req.IdentifierFirst {
+		f.UI.Nodes = append(f.UI.Nodes, h.identifierStepNodes()...)
+	}
 	if o.session != nil {
 		req.Identity = o.session.identity
 		creds, err := h.cfg.IdentityStore.Credentials(ctx, o.session.identity.ID)
@@ -185,7 +188,13 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 		if err != nil {
 			return nil, fmt.Errorf("%s nodes: %w", m.ID(), err)
 		}
-		f.UI.Nodes = append(f.UI.Nodes, nodes...)
+		for _, n := range nodes {
+			// First factors that need an identifier share one field.
+			if n.Group == flow.GroupDefault && n.Attributes.Name == "identifier" && f.UI.Node("identifier") != nil {
+				continue
+			}
+			f.UI.Nodes = append(f.UI.Nodes, n)
+		}
 	}
 	if o.aal == flow.AAL2 && typ == flow.TypeAPI && len(f.UI.Nodes) == 1 {
 		f.UI.Nodes = nil // an API step-up flow offering nothing has no nodes, as in Kratos
@@ -211,7 +220,8 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 }
 
 var groupOrder = map[string]int{
-	"oidc": 0, "default": 1, "webauthn": 2, "passkey": 3, "code": 4, "password": 5, "totp": 6, "lookup_secret": 7,
+	flow.GroupOIDC: 0, flow.GroupDefault: 1, flow.GroupIdentifierFirst: 2, "webauthn": 3, "passkey": 4,
+	flow.GroupCode: 5, flow.GroupPassword: 6, flow.GroupTOTP: 7, flow.GroupLookupSecret: 8,
 }
 
 var nameOrder = map[string]int{"csrf_token": 0, "identifier": 1, "password": 2}

@@ -14,6 +14,7 @@ import (
 	"github.com/go-playground/form/v4"
 
 	autherrors "github.com/authflow/authflow/errors"
+	"github.com/authflow/authflow/flow"
 	"github.com/authflow/authflow/internal/returnto"
 	"github.com/authflow/authflow/login/password"
 )
@@ -58,6 +59,7 @@ type Handler struct {
 	limiter           Limiter           // nil when throttling is off
 	order             []Method          // node order
 	secondFactors     []Method          // the methods of AAL2, in order
+	identifierLabel   flow.Message      // the identifier node's label
 	methods           map[string]Method // by ID
 	decoder           *form.Decoder
 	mux               *http.ServeMux

@@ -72,10 +72,21 @@ type CallbackMethod interface {
 	Callback(ctx context.Context, c *Callback) (*flow.Record, *Result, error)
 }
 
-// FlowRequest is what a method sees when a flow is created.
+// FlowRequest is what a method sees when a flow's nodes are made.
 type FlowRequest struct {
 	// Flow is the new flow (ID, type, refresh, requested AAL are set).
 	Flow *flow.Flow
+	// IdentifierFirst is set when the flow uses the identifier-first
+	// login style (Config.LoginStyle). Its first step (Identifier "")
+	// asks for the identifier alone: a first factor that needs one returns
+	// no nodes then, one that does not (social sign-in) its usual nodes.
+	// Its second step has the submitted Identifier: the handler shows it
+	// as a hidden node, and each first factor returns the nodes that let
+	// the user go on, without an identifier node of its own. Nothing in
+	// either step may depend on whether an identity has that identifier
+	// (no enumeration), so no identity is looked up for it.
+	IdentifierFirst bool
+	Identifier      string
 	// Identity is the signed-in identity of a refresh or step-up flow, nil
 	// otherwise; Credentials are its credentials.
 	Identity    *session.Identity
@@ -106,6 +117,23 @@ type Submission struct {
 	decoder *form.Decoder
 	h       *Handler
 	method  string
+}
+
+// State returns the method's entry in the flow's MethodState, as stored
+// when the submission began or last updated by UpdateState; nil when none.
+func (s *Submission) State() json.RawMessage { return s.Flow.MethodState[s.method] }
+
+// UpdateState changes the method's entry in the flow's MethodState
+// atomically: it calls update with the stored entry (nil when none) and
+// stores what update returns, on the condition that the flow did not
+// change meanwhile; after a concurrent change it calls update again on the
+// newer entry. It returns the entry stored, and s.Flow is the stored flow
+// afterwards. An error from update is returned as it is and nothing is
+// stored; flow.ErrCompleted if the flow logged in meanwhile. Use it for
+// what must hold under concurrent submissions of one flow, such as a
+// count of code attempts made before a code is compared.
+func (s *Submission) UpdateState(ctx context.Context, update func(old json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
+	return s.h.updateMethodState(ctx, s.Flow, s.method, update)
 }
 
 // Field returns the first value of the submitted field name, or "".
@@ -145,10 +173,28 @@ type Result struct {
 	// when a login happens; a rollback that fails leaves it spent, which
 	// fails closed.
 	Commit func(ctx context.Context) (rollback func(context.Context) error, err error)
+	// Step, when set, means the login goes on in the same flow rather than
+	// ending (a login code was sent): Identity is nil, and the handler
+	// stores the flow with the step's state, the method as active, the
+	// step's nodes and messages (and MethodState when set), then answers
+	// the flow as the contract answers a step: 400 with the flow, or a 303
+	// to the login UI for forms.
+	Step *Step
 	// AfterLogin, when set, runs after the session is issued, best-effort:
 	// its error is logged and never fails the login (the password method
 	// re-hashes here).
 	AfterLogin func(ctx context.Context) error
+}
+
+// Step is a login's next step within the same flow (see Result.Step).
+type Step struct {
+	// State is the flow's new state, such as flow.StateSentEmail.
+	State flow.State
+	// Nodes replace the flow's nodes; the handler keeps its csrf_token
+	// node in front of them.
+	Nodes []flow.Node
+	// Messages replace the flow's messages.
+	Messages []flow.Message
 }
 
 // FlowError is an error reported on the flow itself (the contract's

@@ -127,6 +127,13 @@ func (m *passwordMethod) Nodes(_ context.Context, req *FlowRequest) ([]flow.Node
 	pw.Meta.Label = ptr(flow.LabelPassword())
 	submit := flow.NewInput(flow.GroupPassword, "method", "submit", "password", false)
 
+	if req.IdentifierFirst {
+		if req.Identifier == "" {
+			return nil, nil // the first step asks for the identifier alone
+		}
+		submit.Meta.Label = ptr(flow.SignInWithPassword())
+		return []flow.Node{pw, submit}, nil
+	}
 	if req.Identity != nil { // refresh: confirm the signed-in identity
 		var identifier string
 		for _, c := range req.Credentials {

@@ -81,6 +81,9 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	if methodID == "" && fields.Get("provider") != "" {
 		methodID = "oidc" // social sign-in forms may send only the provider
 	}
+	if methodID == identifierFirstMethod && h.identifierFirst(&rec.Flow) {
+		return nil, h.submitIdentifier(x, rec, &Submission{Request: r, Flow: rec, fields: fields, h: h})
+	}
 	m := h.methods[methodID]
 	if methodID == "password" && h.password == nil {
 		return nil, autherrors.MethodDisabled()
@@ -104,12 +107,8 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		return nil, h.methodError(x, rec, err)
 	}
 	// 8. CSRF for browser flows; API flows are kept away from browsers.
-	if rec.Flow.Type == flow.TypeBrowser {
-		if err := h.checkCSRF(r, fields.Get("csrf_token")); err != nil {
-			return nil, err
-		}
-	} else if err := checkAPIFlowRequest(r); err != nil {
-		return nil, h.methodError(x, rec, err)
+	if err := h.checkFlowRequest(x, rec, sub); err != nil {
+		return nil, err
 	}
 	attempt := h.attempt(rec, m, sub)
 	// 9. The host's before-attempt hook.
@@ -143,6 +142,11 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		reserved.release(ctx)
 		return nil, h.continueInBrowser(x, rec, m, res)
 	}
+	if res.Step != nil {
+		reserved.release(ctx) // a step is no verdict on the credentials
+		x.cookies = append(x.cookies, res.Cookies...)
+		return nil, h.continueStep(x, rec, m, res)
+	}
 	x.cookies = append(x.cookies, res.Cookies...)
 	resp, err := h.complete(x, rec, cur, res, attempt)
 	var fe *FlowError
@@ -157,6 +161,19 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		reserved.release(ctx)
 	}
 	return resp, err
+}
+
+// checkFlowRequest is step 8: the CSRF check of a browser flow (the
+// csrf_token field or the X-CSRF-Token header), and for API flows the
+// guard that keeps browsers away.
+func (h *Handler) checkFlowRequest(x *exchange, rec *flow.Record, s *Submission) error {
+	if rec.Flow.Type == flow.TypeBrowser {
+		return h.checkCSRF(x.r, s.Field("csrf_token"))
+	}
+	if err := checkAPIFlowRequest(x.r); err != nil {
+		return h.methodError(x, rec, err)
+	}
+	return nil
 }
 
 // bestEffort runs work that must not fail a login already issued (the
