@@ -1,6 +1,8 @@
 package login
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -82,6 +84,31 @@ func (h *Handler) routes() {
 	mux.Handle("POST /self-service/methods/{method}/callback/{path...}", h.endpoint("login.callback", h.callback))
 	mux.HandleFunc("GET /.well-known/ory/webauthn.js", serveWebAuthnJS)
 	h.mux = mux
+}
+
+// Closer is implemented by a login method that runs work in the
+// background (a mail queue) and must stop with the handler.
+type Closer interface {
+	// Close stops the method's background work, finishing what it can
+	// before ctx ends.
+	Close(ctx context.Context) error
+}
+
+// Close stops the background work of the configured methods that
+// implement Closer (delivering or dropping queued mail), waiting until ctx
+// ends at most. Call it when the server shuts down, after the HTTP server
+// stopped serving; the handler must not serve requests afterwards. It
+// returns the methods' errors joined.
+func (h *Handler) Close(ctx context.Context) error {
+	var errs []error
+	for _, m := range h.order {
+		if c, ok := m.(Closer); ok {
+			if err := c.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("close %s: %w", m.ID(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ServeHTTP dispatches to the routes listed on Handler.

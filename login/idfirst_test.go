@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -252,4 +253,43 @@ func TestMethodStepAttemptLimit(t *testing.T) {
 	r := e.submitJSON(e.api(), f.ID, map[string]any{"method": "magic", "code": "7"}, nil)
 	require.Equal(t, http.StatusBadRequest, r.status)
 	assert.Equal(t, "The request was submitted too often. Please request another code.", r.flow(t).UI.Messages[0].Text)
+}
+
+// throttledMethod refuses every attempt with its own throttling.
+type throttledMethod struct{ magicMethod }
+
+func (m *throttledMethod) ID() string { return "slow" }
+
+func (m *throttledMethod) Authenticate(context.Context, *login.Submission) (*login.Result, error) {
+	return nil, login.Throttled(2500 * time.Millisecond)
+}
+
+// closingMethod records that the handler closed it.
+type closingMethod struct {
+	magicMethod
+	closed int
+}
+
+func (m *closingMethod) ID() string { return "closing" }
+
+func (m *closingMethod) Close(context.Context) error { m.closed++; return nil }
+
+// A method's own throttling is answered as the handler's (rule 16), and
+// Handler.Close closes the methods that run background work.
+func TestMethodThrottlingAndClose(t *testing.T) {
+	closing := &closingMethod{}
+	e := newEnv(t, func(c *login.Config) { c.Methods = []login.Method{&throttledMethod{}, closing} })
+	r := e.submitJSON(e.api(), e.apiFlow("").ID, map[string]any{"method": "slow"}, nil)
+	bbEnvelope(t, r, http.StatusTooManyRequests, autherrors.IDTooManyAttempts)
+	assert.Equal(t, "3", r.header.Get("Retry-After"))
+
+	c := e.browser()
+	f := e.browserFlow(c, "")
+	r = e.submitForm(c, f.ID, url.Values{"method": {"slow"}, "csrf_token": {csrfToken(f)}}, nil)
+	require.Equal(t, http.StatusSeeOther, r.status)
+	got := e.do(c, http.MethodGet, "/self-service/login/flows?id="+f.ID, nil, nil).flow(t)
+	assert.Equal(t, flow.IDTooManyAttempts, got.UI.Messages[0].ID)
+
+	require.NoError(t, e.h.Close(context.Background()))
+	assert.Equal(t, 1, closing.closed)
 }

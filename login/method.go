@@ -136,6 +136,11 @@ func (s *Submission) UpdateState(ctx context.Context, update func(old json.RawMe
 	return s.h.updateMethodState(ctx, s.Flow, s.method, update)
 }
 
+// ClientIP returns the client's network as the handler's throttling counts
+// it (Config.TrustedProxies decides the address; an IPv6 client is its
+// /64), for a method that limits attempts of its own.
+func (s *Submission) ClientIP() string { return limitAddress(s.h.clientIP(s.Request)) }
+
 // Field returns the first value of the submitted field name, or "".
 func (s *Submission) Field(name string) string { return s.fields.Get(name) }
 

@@ -187,6 +187,15 @@ func bestEffort(ctx context.Context, work func(context.Context) error) (err erro
 	return work(ctx)
 }
 
+// Throttled is the error a method returns to refuse an attempt that its
+// own limits throttle (a login method that sends mail limits the sends),
+// answered as the handler's throttling is (CONTRACT Part 1 rule 16): 429
+// too_many_attempts with Retry-After, or for forms the flow with message
+// 4019001. wait is how long the client must wait.
+func Throttled(wait time.Duration) error {
+	return &throttled{seconds: max(1, int((wait+time.Second-1)/time.Second))}
+}
+
 // reserve is step 10 (CONTRACT Part 1 rule 16): it reserves the attempt
 // with the limiter, counting it as a failure until it is settled. An
 // attempt the limiter refuses gets 429 too_many_attempts with Retry-After,
@@ -319,9 +328,15 @@ func (h *Handler) replaceExpired(x *exchange, rec *flow.Record, cur *current) er
 
 // methodError reports a *FlowError on the flow; other errors pass through.
 func (h *Handler) methodError(x *exchange, rec *flow.Record, err error) error {
-	var fe *FlowError
-	if errors.As(err, &fe) {
+	var (
+		fe *FlowError
+		th *throttled
+	)
+	switch {
+	case errors.As(err, &fe):
 		return h.reportOnFlow(x, rec, fe)
+	case errors.As(err, &th) && !x.json: // a method's own throttling (Throttled)
+		return h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.TooManyAttempts(th.seconds)}})
 	}
 	return err
 }
