@@ -259,7 +259,7 @@ func New(cfg Config) (*Handler, error) {
 	h.identifierLabel = label
 	h.methods = map[string]Method{}
 	if !cfg.DisablePassword {
-		h.password = &passwordMethod{hasher: h.hasher, label: label, logger: h.cfg.Logger}
+		h.password = &passwordMethod{hasher: h.hasher, logger: h.cfg.Logger}
 		h.order = append(h.order, h.password)
 	}
 	for _, m := range cfg.Methods {

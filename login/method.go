@@ -87,6 +87,10 @@ type FlowRequest struct {
 	// (no enumeration), so no identity is looked up for it.
 	IdentifierFirst bool
 	Identifier      string
+	// IdentifierLabel is the label of the identifier field
+	// (Config.IdentifierLabel, else 1070004 "ID"), for a first factor
+	// that offers one.
+	IdentifierLabel flow.Message
 	// Identity is the signed-in identity of a refresh or step-up flow, nil
 	// otherwise; Credentials are its credentials.
 	Identity    *session.Identity
@@ -135,6 +139,10 @@ func (s *Submission) State() json.RawMessage { return s.Flow.MethodState[s.metho
 func (s *Submission) UpdateState(ctx context.Context, update func(old json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
 	return s.h.updateMethodState(ctx, s.Flow, s.method, update)
 }
+
+// ThrottlingDisabled reports whether the host turned throttling off
+// (Config.DisableThrottling): a method's own limits follow it.
+func (s *Submission) ThrottlingDisabled() bool { return s.h.limiter == nil }
 
 // ClientIP returns the client's network as the handler's throttling counts
 // it (Config.TrustedProxies decides the address; an IPv6 client is its

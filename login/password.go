@@ -107,7 +107,6 @@ func NewPasswordCredential(ctx context.Context, hasher password.Hasher, identifi
 // passwordMethod is the built-in password login method.
 type passwordMethod struct {
 	hasher password.Hasher
-	label  flow.Message
 	logger *slog.Logger
 
 	dummyMu sync.Mutex
@@ -151,7 +150,7 @@ func (m *passwordMethod) Nodes(_ context.Context, req *FlowRequest) ([]flow.Node
 	}
 	id := flow.NewInput(flow.GroupDefault, "identifier", "text", "", true)
 	id.Attributes.Autocomplete = "username"
-	id.Meta.Label = ptr(m.label)
+	id.Meta.Label = ptr(req.IdentifierLabel)
 	submit.Meta.Label = ptr(flow.SignInWithPassword())
 	return []flow.Node{id, pw, submit}, nil
 }

@@ -48,7 +48,7 @@ func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, metho
 			return nil, fmt.Errorf("reload flow: %w", err)
 		}
 	}
-	return nil, fmt.Errorf("store %s state: %d version conflicts", method, maxStateUpdates)
+	return nil, fmt.Errorf("store %s state: %d version conflicts: %w", method, maxStateUpdates, flow.ErrConflict)
 }
 
 // continueStep stores a method's next step on the flow (Result.Step) and
