@@ -54,7 +54,10 @@ func (h *Handler) submitIdentifier(x *exchange, rec *flow.Record, s *Submission)
 		return err
 	}
 	token := h.flowCSRFToken(x.r, rec)
-	for range maxStateUpdates {
+	for try := range maxStateUpdates {
+		if try > 0 && !contentionPause(ctx, try) {
+			return ctx.Err()
+		}
 		if rec.Flow.State == flow.StatePassedChallenge {
 			return h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
 		}
@@ -83,7 +86,10 @@ func (h *Handler) submitIdentifier(x *exchange, rec *flow.Record, s *Submission)
 			return fmt.Errorf("reload flow: %w", err)
 		}
 	}
-	return fmt.Errorf("store identifier step: %d version conflicts", maxStateUpdates)
+	return h.reportOnFlow(x, rec, &FlowError{
+		Messages: []flow.Message{flow.Generic("Too many requests for this login at once. Please try again.")},
+		Err:      fmt.Errorf("store identifier step: %d version conflicts: %w", maxStateUpdates, flow.ErrConflict),
+	})
 }
 
 // validateIdentifier checks an identifier as the password method does:

@@ -131,9 +131,12 @@ func (s *Submission) State() json.RawMessage { return s.Flow.MethodState[s.metho
 // atomically: it calls update with the stored entry (nil when none) and
 // stores what update returns, on the condition that the flow did not
 // change meanwhile; after a concurrent change it calls update again on the
-// newer entry. It returns the entry stored, and s.Flow is the stored flow
-// afterwards. An error from update is returned as it is and nothing is
-// stored; flow.ErrCompleted if the flow logged in meanwhile. Use it for
+// newer entry, after a short random pause. It returns the entry stored,
+// and s.Flow is the stored flow afterwards. An error from update is
+// returned as it is and nothing is stored; flow.ErrCompleted if the flow
+// logged in meanwhile; under contention that outlasts many tries, a
+// *FlowError asking to try again (wrapping flow.ErrConflict), never an
+// internal error. Use it for
 // what must hold under concurrent submissions of one flow, such as a
 // count of code attempts made before a code is compared.
 func (s *Submission) UpdateState(ctx context.Context, update func(old json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/authflow/authflow/flow"
@@ -15,15 +16,35 @@ import (
 // Submission.UpdateState and moves the flow on with Result.Step.
 
 // maxStateUpdates bounds how often an update of a flow is retried after
-// losing to a concurrent one.
-const maxStateUpdates = 8
+// losing to a concurrent one; between tries the writer waits a short,
+// random, growing time (contentionPause), so that a burst of submissions
+// of one flow spread over several instances sorts itself out.
+const maxStateUpdates = 64
+
+// contentionPause waits before the try-th retry of a conflicting flow
+// update: a random time up to 1 ms doubled per try, capped at 32 ms. It
+// reports false when ctx ended first.
+func contentionPause(ctx context.Context, try int) bool {
+	limit := time.Millisecond << min(try, 5)
+	t := time.NewTimer(rand.N(limit) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // updateMethodState is Submission.UpdateState: a read-modify-write of one
 // method's entry in rec's MethodState, conditional on the flow's version,
 // retried on the newer flow after a conflict. rec becomes the stored flow.
 func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, method string, update func(json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
 	cur := rec.Clone()
-	for range maxStateUpdates {
+	for try := range maxStateUpdates {
+		if try > 0 && !contentionPause(ctx, try) {
+			return nil, ctx.Err()
+		}
 		if cur.Flow.State == flow.StatePassedChallenge {
 			return nil, flow.ErrCompleted
 		}
@@ -48,7 +69,10 @@ func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, metho
 			return nil, fmt.Errorf("reload flow: %w", err)
 		}
 	}
-	return nil, fmt.Errorf("store %s state: %d version conflicts: %w", method, maxStateUpdates, flow.ErrConflict)
+	return nil, &FlowError{
+		Messages: []flow.Message{flow.Generic("Too many requests for this login at once. Please try again.")},
+		Err:      fmt.Errorf("store %s state: %d version conflicts: %w", method, maxStateUpdates, flow.ErrConflict),
+	}
 }
 
 // continueStep stores a method's next step on the flow (Result.Step) and
@@ -58,7 +82,10 @@ func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, metho
 func (h *Handler) continueStep(x *exchange, rec *flow.Record, m Method, res *Result) error {
 	ctx := x.r.Context()
 	token := h.flowCSRFToken(x.r, rec)
-	for range maxStateUpdates {
+	for try := range maxStateUpdates {
+		if try > 0 && !contentionPause(ctx, try) {
+			return ctx.Err()
+		}
 		if rec.Flow.State == flow.StatePassedChallenge {
 			return h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
 		}
@@ -76,7 +103,10 @@ func (h *Handler) continueStep(x *exchange, rec *flow.Record, m Method, res *Res
 		}
 		rec = latest
 	}
-	return fmt.Errorf("store %s step: %d version conflicts", m.ID(), maxStateUpdates)
+	return h.reportOnFlow(x, rec, &FlowError{
+		Messages: []flow.Message{flow.Generic("Too many requests for this login at once. Please try again.")},
+		Err:      fmt.Errorf("store %s step: %d version conflicts: %w", m.ID(), maxStateUpdates, flow.ErrConflict),
+	})
 }
 
 // errStep is the cause a stored step is answered with: not an error, but
