@@ -17,8 +17,18 @@
 //
 //	go run ./examples/server -totp-secret JBSWY3DPEHPK3PXP -lookup-codes k7q2m9x4,p3w8z1v6
 //
-// It prints "listening on <public-url>" when ready. Run it with -h for its
-// flags.
+// With -code-login the login page also offers a one-time code sent by
+// email; without -smtp-url no mail is sent and the server shows the mails
+// it would have sent at /mail (a development aid). -seed-code-only adds an
+// identity without password, -login-style identifier_first asks for the
+// identifier first:
+//
+//	go run ./examples/server -code-login -seed-code-only ada@example.com
+//	go run ./examples/server -code-login -smtp-url 'smtp://127.0.0.1:1025/?disable_starttls=true' -login-style identifier_first
+//
+// On SIGINT or SIGTERM it stops serving and then delivers the mail still
+// queued (for at most 10 seconds). It prints "listening on <public-url>"
+// when ready. Run it with -h for its flags.
 package main
 
 import (

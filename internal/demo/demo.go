@@ -1,12 +1,15 @@
 // Package demo is the example server behind examples/server: flags, a
 // seeded identity (optionally with a TOTP authenticator and backup codes),
-// the handler with the second-factor methods, and plain HTML pages for
-// login, errors, a welcome page and a settings page that enrols the second
-// factors. Backends in other modules reuse it with their own stores.
+// the handler with the second-factor methods (and, with -code-login, login
+// by a code sent by email), and plain HTML pages for login, errors, a
+// welcome page, a settings page that enrols the second factors and, when
+// no SMTP server is configured, an outbox of the mails it would have sent.
+// Backends in other modules reuse it with their own stores.
 package demo
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,8 +23,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authflow/authflow/courier"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
+	"github.com/authflow/authflow/login/code"
 	"github.com/authflow/authflow/login/lookup"
 	"github.com/authflow/authflow/login/password"
 	"github.com/authflow/authflow/login/totp"
@@ -50,6 +55,22 @@ type Options struct {
 	TOTPSecret        string         // -totp-secret: base32, upper case, unpadded; "" seeds none
 	LookupCodes       []string       // -lookup-codes: backup codes to seed; nil seeds none
 	RequiredAAL       string         // -required-aal: login.RequireAAL1 or login.RequireHighestAvailable
+	LoginStyle        string         // -login-style: login.LoginStyleUnified or login.LoginStyleIdentifierFirst
+	// CodeLogin (-code-login) offers login by a code sent by email
+	// (login/code); the other Code and SMTP fields only matter with it.
+	CodeLogin bool
+	// SMTPURL (-smtp-url) is the SMTP server as Kratos' connection URI
+	// (smtp://host:port/?disable_starttls=true, smtps://user:pass@host);
+	// "" keeps the mails in memory, shown on the /mail page.
+	SMTPURL            string
+	SMTPFrom           string        // -smtp-from: the sender; default no-reply@<public host name>
+	CodeLifespan       time.Duration // -code-lifespan: how long a login code is valid
+	CodeMaxSubmissions int           // -code-max-submissions: codes submitted per flow
+	// CodeHashKey (-code-hash-key, hex) keys the HMAC under which codes
+	// are stored; nil means random per process, so copies of the server
+	// that share a flow store must share one.
+	CodeHashKey  []byte
+	SeedCodeOnly []string // -seed-code-only: addresses of identities without password, seeded at start
 	// Now is the clock of the handler, the second-factor methods and the
 	// settings page; nil means time.Now. No flag sets it: tests do.
 	Now func() time.Time
@@ -65,7 +86,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 // register flags of their own on fs first (a backend's -postgres DSN).
 func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var o Options
-	var allowed, oidcProviders, oidcLinks, proxies stringList
+	var allowed, oidcProviders, oidcLinks, proxies, codeOnly stringList
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:4433", "listen address")
 	fs.StringVar(&o.PublicURL, "public-url", "", "public URL including any mount prefix (default http://<addr>)")
 	fs.StringVar(&o.Identifier, "identifier", "demo@example.com", "identifier of the seeded identity")
@@ -87,8 +108,30 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var lookupCodes string
 	fs.StringVar(&lookupCodes, "lookup-codes", "", "seed the identity's backup codes, comma-separated (a,b,c), unless it has some")
 	fs.StringVar(&o.RequiredAAL, "required-aal", login.RequireHighestAvailable, "assurance level a session needs to count as signed in: aal1, or highest_available (aal2 for identities with a second factor)")
+	fs.StringVar(&o.LoginStyle, "login-style", login.LoginStyleUnified, "how the login asks for credentials: unified (every method at once) or identifier_first (the identifier first, then the methods)")
+	fs.BoolVar(&o.CodeLogin, "code-login", false, "offer login by a one-time code sent by email")
+	fs.StringVar(&o.SMTPURL, "smtp-url", "", "SMTP server for the login mails, as Kratos' connection URI: smtp://[user:pass@]host[:port]/[?disable_starttls=true] or smtps://... (default: no mail is sent; the mails are shown at <public-url>/mail, for development)")
+	fs.StringVar(&o.SMTPFrom, "smtp-from", "", "sender address of the login mails (default no-reply@<public host name>)")
+	fs.DurationVar(&o.CodeLifespan, "code-lifespan", code.DefaultLifespan, "how long a login code is valid")
+	fs.IntVar(&o.CodeMaxSubmissions, "code-max-submissions", code.DefaultMaxSubmissions, "how many codes may be submitted per login flow")
+	var codeHashKey string
+	fs.StringVar(&codeHashKey, "code-hash-key", "", "hex key (16 bytes or more) of the HMAC under which login codes are stored (default: random at start; copies of the server sharing a database need the same key)")
+	fs.Var(&codeOnly, "seed-code-only", "seed an identity without password that logs in by a code sent to this email address, traits {\"email\": EMAIL}, unless one exists (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	o.SeedCodeOnly = codeOnly
+	if codeHashKey != "" {
+		key, err := hex.DecodeString(strings.TrimSpace(codeHashKey))
+		if err != nil || len(key) < 16 {
+			return o, errors.New("-code-hash-key must be at least 16 bytes in hex (32 hex digits or more)")
+		}
+		o.CodeHashKey = key
+	}
+	switch o.LoginStyle {
+	case login.LoginStyleUnified, login.LoginStyleIdentifierFirst:
+	default:
+		return o, fmt.Errorf("-login-style must be %s or %s, got %q", login.LoginStyleUnified, login.LoginStyleIdentifierFirst, o.LoginStyle)
 	}
 	var err error
 	if o.TOTPSecret, err = parseTOTPSecret(o.TOTPSecret); err != nil {
@@ -112,9 +155,9 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 		}
 		o.TrustedProxies = append(o.TrustedProxies, prefix)
 	}
-	cookieSet := false
-	fs.Visit(func(f *flag.Flag) { cookieSet = cookieSet || f.Name == "session-cookie" })
-	if !cookieSet {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["session-cookie"] {
 		o.SessionCookie = "" // the handler's default, with __Host- on https
 	}
 	if o.PublicURL == "" {
@@ -145,6 +188,12 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	}
 	if o.ThrottleFailures < 0 || o.ThrottleWindow <= 0 {
 		return o, fmt.Errorf("-throttle-failures must be at least 0 and -throttle-window positive")
+	}
+	if o.SMTPFrom == "" {
+		o.SMTPFrom = defaultFrom(pub)
+	}
+	if err := checkCodeOptions(&o, set, pub); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -177,18 +226,20 @@ type Stores struct {
 	NewLimiter func(login.Limits) login.Limiter
 }
 
-// Server is a configured example server.
+// Server is a configured example server. Close it (Run does) to deliver
+// the mail still queued.
 type Server struct {
 	opts    Options
 	handler *login.Handler
+	outbox  *courier.Capture // the mails, when code login runs without SMTP
 	http.Handler
 }
 
 // New builds the server: the login handler on stores with the TOTP and
-// backup-code methods (and the oidc method when providers are configured),
-// the seeded identity with its second factors and oidc links, and the
-// pages.
-func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*Server, error) {
+// backup-code methods (the oidc method when providers are configured, the
+// code method with -code-login), the seeded identities with their second
+// factors, oidc links and code credentials, and the pages.
+func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (_ *Server, err error) {
 	if stores.Identities == nil {
 		stores.Identities = session.NewMemoryIdentityStore()
 	}
@@ -218,7 +269,25 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	if err := SeedOIDCLinks(ctx, stores.Identities, o.OIDCLinks); err != nil {
 		return nil, err
 	}
+	if o.CodeLogin {
+		if err := SeedCodeLogin(ctx, stores.Identities, o.Identifier, o.SeedCodeOnly); err != nil {
+			return nil, err
+		}
+	}
 	var methods []login.Method
+	codeLogin, outbox, err := codeMethod(o, logger)
+	if err != nil {
+		return nil, err
+	}
+	if codeLogin != nil {
+		// Until the handler owns it: stop its mail queue if New fails.
+		defer func() {
+			if err != nil {
+				_ = codeLogin.Close(context.Background())
+			}
+		}()
+		methods = append(methods, codeLogin)
+	}
 	social, err := oidcMethod(o.OIDCProviders)
 	if err != nil {
 		return nil, err
@@ -238,6 +307,7 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	h, err := login.New(login.Config{
 		Methods:           methods,
 		RequiredAAL:       o.RequiredAAL,
+		LoginStyle:        o.LoginStyle,
 		PublicURL:         o.PublicURL,
 		LoginUIURL:        o.UIURL,
 		ErrorUIURL:        o.ErrorURL,
@@ -264,7 +334,7 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, handler: h}
+	s := &Server{opts: o, handler: h, outbox: outbox}
 	mux := http.NewServeMux()
 	mux.Handle(prefix+"/self-service/", http.StripPrefix(prefix, h))
 	mux.Handle(prefix+"/sessions/", http.StripPrefix(prefix, h))
@@ -277,6 +347,9 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (*S
 	mux.Handle("GET "+prefix+"/welcome", h.RequireSession(http.HandlerFunc(s.welcomePage)))
 	mux.Handle("GET "+prefix+"/settings", h.RequireSession(http.HandlerFunc(settings.show)))
 	mux.Handle("POST "+prefix+"/settings", h.RequireSession(http.HandlerFunc(settings.change)))
+	if outbox != nil {
+		mux.Handle("GET "+prefix+"/mail", http.HandlerFunc(s.outboxPage))
+	}
 	mux.Handle("GET "+prefix+"/{$}", http.RedirectHandler(o.PublicURL+"/welcome", http.StatusSeeOther))
 	s.Handler = logRequests(logger, mux)
 	return s, nil
@@ -325,11 +398,17 @@ func Seed(ctx context.Context, ids login.IdentityStore, hasher password.Hasher, 
 	return nil
 }
 
+// mailDrainTimeout bounds how long Run waits, after the HTTP server
+// stopped, for the queued mail to be delivered.
+const mailDrainTimeout = 10 * time.Second
+
 // Run listens on o.Addr, prints "listening on <public-url>" to out when
-// ready, and serves until ctx ends.
+// ready, and serves until ctx ends; then it stops the HTTP server and
+// closes the server (Close), so that the queued mail is delivered.
 func (s *Server) Run(ctx context.Context, out io.Writer) error {
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
+		_ = s.Close(context.Background())
 		return err
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
@@ -337,14 +416,21 @@ func (s *Server) Run(ctx context.Context, out io.Writer) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(shutdown)
+		err = srv.Shutdown(shutdown)
 	}
+	drain, cancel := context.WithTimeout(context.Background(), mailDrainTimeout)
+	defer cancel()
+	return errors.Join(err, s.Close(drain))
 }
+
+// Close stops the handler's background work (login.Handler.Close): the
+// code method's mail queue delivers what is queued until ctx ends. Call it
+// once, after the server stopped serving; Run does.
+func (s *Server) Close(ctx context.Context) error { return s.handler.Close(ctx) }
 
 // logRequests logs one line per request: method, path (never the query,
 // which may hold tokens), status and duration.

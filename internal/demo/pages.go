@@ -35,21 +35,35 @@ type loginView struct {
 	Messages []flow.Message
 	Hidden   []nodeView
 	// Forms are the forms with fields: one per group with fields of its
-	// own (password; totp; lookup_secret), the default group's visible
-	// fields (the identifier) in the first. Each gets the hidden nodes, so
-	// Enter in a field submits that field's method, never another's.
+	// own (password; code; totp; lookup_secret; identifier_first), the
+	// default group's visible fields (the identifier) in the first. Each
+	// gets the hidden nodes, so Enter in a field submits that field's
+	// method, never another's.
 	Forms []formView
-	// Separate are the buttons of groups without fields (a social sign-in
-	// provider's): they get a form of their own, so that Enter in a field
-	// submits the fields' form, never a provider.
+	// Separate are the social sign-in providers' buttons: they get a form
+	// of their own, so that Enter in a field never submits a provider.
 	Separate []nodeView
 	Refresh  bool
 	StepUp   bool // the flow asks for a second factor
+	// Identifier is the identifier the flow continues with, once it is a
+	// hidden node (the identifier-first second step, a sent code), so that
+	// the user sees it; Restart then starts over with another one.
+	Identifier string
+	Restart    string
+	// Outbox is the URL of the page that shows the mails, when the server
+	// keeps them instead of sending them; "" otherwise.
+	Outbox string
 }
 
 type formView struct {
-	Fields  []nodeView
+	Fields []nodeView
+	// Buttons are the buttons of the form's own group; the first is what
+	// Enter in a field submits.
 	Buttons []nodeView
+	// Others are the buttons of other groups without fields (method=code's
+	// "Send sign in code"), shown after an "or": they submit the same
+	// fields, the identifier first of all, for their own method.
+	Others []nodeView
 }
 
 // loginPage renders any flow from its UI nodes and messages; its forms post
@@ -76,6 +90,9 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	}
 	v := loginView{Action: f.UI.Action, Method: f.UI.Method, Messages: f.UI.Messages, Refresh: f.Refresh,
 		StepUp: f.RequestedAAL == flow.AAL2}
+	if s.outbox != nil {
+		v.Outbox = s.opts.PublicURL + "/mail"
+	}
 	var fields, buttons []nodeView
 	for _, n := range f.UI.Nodes {
 		nv := nodeView{Node: n, FieldID: "field-" + n.Attributes.Name, ErrorsID: "errors-" + n.Attributes.Name}
@@ -87,11 +104,20 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		}
 		switch n.Attributes.Type {
 		case "hidden":
+			if n.Attributes.Name == "identifier" && !v.StepUp {
+				v.Identifier = nv.Value
+			}
 			v.Hidden = append(v.Hidden, nv)
 		case "submit", "button":
 			buttons = append(buttons, nv)
 		default:
 			fields = append(fields, nv)
+		}
+	}
+	if v.Identifier != "" && !v.Refresh {
+		v.Restart = s.opts.PublicURL + "/self-service/login/browser"
+		if f.ReturnTo != "" {
+			v.Restart += "?" + url.Values{"return_to": {f.ReturnTo}}.Encode()
 		}
 	}
 	if i := focusIndex(fields); i >= 0 {
@@ -103,9 +129,14 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // arrangeForms puts the fields and buttons into forms: one per group with
 // fields of its own, in node order, with the default group's fields at the
-// front of the first; a button joins its group's form, and buttons of
-// groups without fields are returned apart. Without fields, every button is
-// in one form.
+// front of the first. A button joins its group's form. The button of a
+// group without fields (method=code's) joins the form that holds the
+// identifier (the default group's fields, or the identifier_first
+// group's), after that form's own buttons, so that it submits the
+// identifier and Enter still submits the form's own method; the social
+// sign-in providers' buttons are returned apart instead, for a form of
+// their own, so that Enter in the password field never submits a
+// provider. Without fields, every button is in one form.
 func arrangeForms(fields, buttons []nodeView) (forms []formView, separate []nodeView) {
 	index := map[string]int{}
 	var shared []nodeView
@@ -126,14 +157,20 @@ func arrangeForms(fields, buttons []nodeView) (forms []formView, separate []node
 		forms = []formView{{}}
 	}
 	forms[0].Fields = append(shared, forms[0].Fields...)
+	home := 0 // the form with the identifier
+	if i, ok := index[flow.GroupIdentifierFirst]; ok && len(shared) == 0 {
+		home = i
+	}
 	for _, b := range buttons {
 		switch i, ok := index[b.Group]; {
 		case ok:
 			forms[i].Buttons = append(forms[i].Buttons, b)
 		case len(fields) == 0 || b.Group == flow.GroupDefault:
 			forms[0].Buttons = append(forms[0].Buttons, b)
-		default:
+		case b.Group == flow.GroupOIDC:
 			separate = append(separate, b)
+		default:
+			forms[home].Others = append(forms[home].Others, b)
 		}
 	}
 	return forms, separate

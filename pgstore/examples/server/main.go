@@ -8,6 +8,10 @@
 // It migrates the schema on start, seeds the demo identity only when it is
 // absent, sweeps expired rows every ten minutes, and prints
 // "listening on <public-url>" when ready. Run it with -h for its flags.
+//
+// With -code-login, copies that serve one database must share
+// -code-hash-key (a code sent by one copy is then checked by any other);
+// the limits on code mails are kept per copy, in memory.
 package main
 
 import (
