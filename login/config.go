@@ -279,6 +279,9 @@ func New(cfg Config) (*Handler, error) {
 		h.methods["password"] = h.password
 	}
 	for _, m := range h.order {
+		if r, ok := m.(EventReporter); ok {
+			r.ReportEventsTo(h.reportBackground)
+		}
 		switch m.AAL() {
 		case flow.AAL1:
 		case flow.AAL2:

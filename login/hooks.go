@@ -50,6 +50,33 @@ func Refuse(msg flow.Message) error {
 	return &FlowError{Messages: []flow.Message{msg}}
 }
 
+// EventReporter is implemented by a login method that does work outside
+// requests (a mail queue) and reports its failures as events: New hands it
+// a function that passes such an event to Config.OnEvent, which therefore
+// sees them beside the requests' events.
+type EventReporter interface {
+	// ReportEventsTo receives the function to report events with; it is
+	// safe for concurrent use and never nil.
+	ReportEventsTo(report func(ctx context.Context, e Event))
+}
+
+// reportBackground passes an event of a method's background work to
+// Config.OnEvent, when set; a panic in the hook is recovered and logged.
+func (h *Handler) reportBackground(ctx context.Context, e Event) {
+	if h.cfg.OnEvent == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = h.now()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			h.logger().ErrorContext(ctx, "OnEvent panicked", "panic", p)
+		}
+	}()
+	h.cfg.OnEvent(ctx, e)
+}
+
 // Outcome classifies how a request ended, for events and logs.
 type Outcome string
 

@@ -69,6 +69,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/authflow/authflow/courier"
@@ -170,8 +171,9 @@ type Method struct {
 	cfg     Config
 	key     []byte
 	queue   *courier.Queue
-	sends   login.Limiter // per address and client network
-	clients login.Limiter // per client network
+	report  atomic.Pointer[func(context.Context, login.Event)] // the handler's, see ReportEventsTo
+	sends   login.Limiter                                      // per address and client network
+	clients login.Limiter                                      // per client network
 	logger  *slog.Logger
 }
 
@@ -226,8 +228,29 @@ func New(cfg Config) (*Method, error) {
 	if q.Logger == nil {
 		q.Logger = cfg.Logger
 	}
+	hostHook := q.OnFailure
+	q.OnFailure = func(ctx context.Context, to string, attempt int, err error, final bool) {
+		if hostHook != nil {
+			hostHook(ctx, to, attempt, err, final)
+		}
+		if report := m.report.Load(); report != nil && final {
+			(*report)(ctx, login.Event{Action: MailAction, Outcome: login.OutcomeError, Method: MethodID})
+		}
+	}
 	m.queue = courier.NewQueue(cfg.Courier, q)
 	return m, nil
+}
+
+// MailAction is the Event.Action of a login-code mail that could not be
+// delivered (after its retries, or dropped at Close), reported to
+// login.Config.OnEvent. The event names no address and no code; the
+// courier's log line has the recipient.
+const MailAction = "code.mail"
+
+// ReportEventsTo implements login.EventReporter: the handler's event hook
+// learns of mail that could not be delivered.
+func (m *Method) ReportEventsTo(report func(ctx context.Context, e login.Event)) {
+	m.report.Store(&report)
 }
 
 // limits fills the zero fields of l from def, and the clock from now.

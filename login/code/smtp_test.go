@@ -22,6 +22,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/courier"
+	"github.com/authflow/authflow/login"
+	"github.com/authflow/authflow/login/code"
 )
 
 // The method delivering through a real SMTP server: github.com/emersion/go-smtp
@@ -365,4 +367,37 @@ func addresses(t testing.TB, h mail.Header, name string) []string {
 		out = append(out, a.Address)
 	}
 	return out
+}
+
+// A mail that cannot be delivered reaches the handler's event hook
+// (login.Config.OnEvent) as a code.mail error event, naming neither the
+// address nor the code.
+func TestUndeliverableMailIsAnEvent(t *testing.T) {
+	srv := startSMTP(t, func(s *smtpServer) {
+		s.refuse = func(int) error {
+			return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 0, 0}, Message: "no"}
+		}
+	})
+	events := make(chan login.Event, 16)
+	e := newEnv(t, func(s *setup) {
+		s.code.Courier = srv.courier(t)
+		s.code.Queue.Retries = -1
+		s.login.OnEvent = func(_ context.Context, ev login.Event) {
+			if ev.Action == code.MailAction {
+				events <- ev
+			}
+		}
+	})
+	c := e.api()
+	f := e.apiFlow(c)
+	require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, alice).status)
+	select {
+	case ev := <-events:
+		assert.Equal(t, login.OutcomeError, ev.Outcome)
+		assert.Equal(t, code.MethodID, ev.Method)
+		assert.Empty(t, ev.IdentityID)
+		assert.False(t, ev.Time.IsZero())
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event for the undeliverable mail")
+	}
 }
