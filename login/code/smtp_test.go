@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/courier"
+	"github.com/authflow/authflow/flow"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/code"
 )
@@ -399,5 +401,77 @@ func TestUndeliverableMailIsAnEvent(t *testing.T) {
 		assert.False(t, ev.Time.IsZero())
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event for the undeliverable mail")
+	}
+}
+
+// The end state: an identity without a password (carol) receives
+// her code by real SMTP and signs in with it through the API, a browser
+// form and an SPA, in both login styles.
+func TestSMTPLoginEveryWay(t *testing.T) {
+	for _, style := range []string{login.LoginStyleUnified, login.LoginStyleIdentifierFirst} {
+		for _, way := range []string{"api", "form", "spa"} {
+			t.Run(style+"/"+way, func(t *testing.T) {
+				srv := startSMTP(t)
+				e := newEnv(t, func(s *setup) {
+					s.code.Courier = srv.courier(t)
+					s.login.LoginStyle = style
+				})
+				var c *client
+				var f flow.Flow
+				if way == "api" {
+					c = e.api()
+					f = e.apiFlow(c)
+				} else {
+					c = e.browser()
+					f = e.browserFlow(c)
+				}
+				post := func(fields map[string]string) *result {
+					if way == "form" {
+						v := url.Values{"csrf_token": {csrfToken(f)}}
+						for k, x := range fields {
+							v.Set(k, x)
+						}
+						return e.submitForm(c, f.ID, v)
+					}
+					body := map[string]any{}
+					for k, x := range fields {
+						body[k] = x
+					}
+					if way == "spa" {
+						body["csrf_token"] = csrfToken(f)
+					}
+					return e.submitJSON(c, f.ID, body)
+				}
+				step := func(r *result) {
+					t.Helper()
+					if way == "form" {
+						require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
+						f = e.fetch(c, f.ID)
+						return
+					}
+					require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+					f = r.flow(t)
+				}
+				if style == login.LoginStyleIdentifierFirst {
+					step(post(map[string]string{"method": "identifier_first", "identifier": carol}))
+					require.NotNil(t, f.UI.Node("identifier"))
+				}
+				step(post(map[string]string{"method": "code", "identifier": carol}))
+				require.Equal(t, flow.StateSentEmail, f.State)
+
+				m := srv.next(t)
+				pm := parseMail(t, m.Data)
+				got := codeIn(t, pm.Subject, pm.Text)
+				r := post(map[string]string{"method": "code", "identifier": carol, "code": got})
+				switch way {
+				case "form":
+					require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
+					assert.Equal(t, defaultReturn, r.header.Get("Location"))
+				default:
+					require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+					assert.Equal(t, []string{"code/aal1"}, methodsOf(t, r.json(t)["session"].(map[string]any)))
+				}
+			})
+		}
 	}
 }
