@@ -151,6 +151,25 @@ type Attributes struct {
 	Disabled     bool   `json:"disabled"`
 	MaxLength    int    `json:"maxlength,omitempty"`
 	NodeType     string `json:"node_type"`
+
+	// ScriptAttributes are set on a script node (NodeType "script", see
+	// NewScript) only; their fields are encoded among the others, and left
+	// out when nil. A script node also carries the name "" and disabled
+	// false that every node's attributes have: UIs tell nodes apart by
+	// node_type.
+	*ScriptAttributes
+}
+
+// ScriptAttributes are the attributes of a script node besides Type: what
+// a <script> element needs to load a script under Subresource Integrity.
+type ScriptAttributes struct {
+	Src            string `json:"src"`
+	Async          bool   `json:"async"`
+	ReferrerPolicy string `json:"referrerpolicy"`
+	CrossOrigin    string `json:"crossorigin"`
+	Integrity      string `json:"integrity"`
+	ID             string `json:"id"`
+	Nonce          string `json:"nonce"`
 }
 
 // Meta carries a node's label.
@@ -165,6 +184,26 @@ func NewInput(group, name, typ string, value any, required bool) Node {
 		Group:      group,
 		Attributes: Attributes{Name: name, Type: typ, Value: value, Required: required, NodeType: "input"},
 		Messages:   []Message{},
+	}
+}
+
+// NewScript returns a script node that loads the script at src, which
+// the browser runs only if its bytes match integrity (Subresource
+// Integrity): asynchronously, without a referrer, fetched in CORS mode
+// without credentials. id is the element's id; nonce is a random value
+// for the node (UIs may ignore it).
+func NewScript(group, id, src, integrity, nonce string) Node {
+	return Node{
+		Type:  "script",
+		Group: group,
+		Attributes: Attributes{
+			Type: "text/javascript", NodeType: "script",
+			ScriptAttributes: &ScriptAttributes{
+				Src: src, Async: true, ReferrerPolicy: "no-referrer", CrossOrigin: "anonymous",
+				Integrity: integrity, ID: id, Nonce: nonce,
+			},
+		},
+		Messages: []Message{},
 	}
 }
 

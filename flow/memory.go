@@ -320,6 +320,10 @@ func (u UI) clone() UI {
 				l := n.Meta.Label.clone()
 				n.Meta.Label = &l
 			}
+			if n.Attributes.ScriptAttributes != nil {
+				sa := *n.Attributes.ScriptAttributes
+				n.Attributes.ScriptAttributes = &sa
+			}
 			c.Nodes[i] = n
 		}
 	}

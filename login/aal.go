@@ -46,7 +46,7 @@ func (h *Handler) hasSecondFactor(ctx context.Context, id *session.Identity) (bo
 	if err != nil {
 		return false, fmt.Errorf("load credentials: %w", err)
 	}
-	req := &FlowRequest{Flow: &flow.Flow{Type: flow.TypeAPI, RequestedAAL: flow.AAL2, State: flow.StateChooseMethod}, Identity: id, Credentials: creds}
+	req := &FlowRequest{Flow: &flow.Flow{Type: flow.TypeAPI, RequestedAAL: flow.AAL2, State: flow.StateChooseMethod}, Identity: id, Credentials: creds, h: h}
 	for _, m := range h.secondFactors {
 		nodes, err := m.Nodes(ctx, req)
 		if err != nil {

@@ -171,7 +171,7 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	f.UI.Nodes = make([]flow.Node, 1, 4+len(h.order))
 	f.UI.Nodes[0] = flow.NewInput(flow.GroupDefault, "csrf_token", "hidden", csrf, true)
 
-	req := &FlowRequest{Flow: &f, IdentifierFirst: h.identifierFirst(&f), IdentifierLabel: h.identifierLabel}
+	req := &FlowRequest{Flow: &f, IdentifierFirst: h.identifierFirst(&f), IdentifierLabel: h.identifierLabel, h: h}
 	if req.IdentifierFirst {
 		f.UI.Nodes = append(f.UI.Nodes, h.identifierStepNodes()...)
 	}

@@ -40,14 +40,14 @@ import (
 //	GET    /self-service/logout?token=      log the browser out: 303 or 204
 //	DELETE /self-service/logout/api         revoke a session token: 204 or 403
 //	GET    /self-service/methods/{method}/callback/...  a CallbackMethod's callback (also POST)
-//	GET    /.well-known/ory/webauthn.js     a no-op script that Kratos UIs load on every page
+//	GET    /.well-known/ory/webauthn.js     the WebAuthn and passkey script Kratos UIs load (also HEAD; cacheable, CORS)
 //
 // Outcomes follow CONTRACT.md; every route but the script answers a URL
 // longer than MaxURLLength with 414, and a submitted body over
-// MaxBodyBytes is answered 413. Every response carries
-// "Cache-Control: private, no-cache, no-store, must-revalidate" and
-// "X-Content-Type-Options: nosniff". Middleware and RequireSession let host
-// routes use the session.
+// MaxBodyBytes is answered 413. Every response but the script's carries
+// "Cache-Control: private, no-cache, no-store, must-revalidate"; every
+// response carries "X-Content-Type-Options: nosniff". Middleware and
+// RequireSession let host routes use the session.
 type Handler struct {
 	cfg               Config
 	public            string // PublicURL without a trailing slash
@@ -82,7 +82,7 @@ func (h *Handler) routes() {
 	mux.Handle("DELETE /self-service/logout/api", h.endpoint("logout.api", h.logoutAPI))
 	mux.Handle("GET /self-service/methods/{method}/callback/{path...}", h.endpoint("login.callback", h.callback))
 	mux.Handle("POST /self-service/methods/{method}/callback/{path...}", h.endpoint("login.callback", h.callback))
-	mux.HandleFunc("GET /.well-known/ory/webauthn.js", serveWebAuthnJS)
+	mux.HandleFunc("GET "+webAuthnJSPath, serveWebAuthnJS)
 	h.mux = mux
 }
 
@@ -209,15 +209,6 @@ type panicError struct {
 }
 
 func (e *panicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.value, e.stack) }
-
-// webAuthnJS is served at /.well-known/ory/webauthn.js, which UIs written
-// for Kratos load on every page; until passkeys exist it does nothing.
-const webAuthnJS = "// authflow: no WebAuthn or passkey methods are configured; this script intentionally does nothing.\n"
-
-func serveWebAuthnJS(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-	_, _ = w.Write([]byte(webAuthnJS))
-}
 
 func (h *Handler) now() time.Time { return h.cfg.Now().UTC() }
 

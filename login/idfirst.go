@@ -118,7 +118,7 @@ func validateIdentifier(raw string) (string, *FlowError) {
 func (h *Handler) secondStepNodes(ctx context.Context, rec *flow.Record, identifier, shown string) ([]flow.Node, error) {
 	hidden := flow.NewInput(flow.GroupIdentifierFirst, "identifier", "hidden", shown, true)
 	nodes := []flow.Node{hidden}
-	req := &FlowRequest{Flow: &rec.Flow, IdentifierFirst: true, Identifier: identifier, IdentifierLabel: h.identifierLabel}
+	req := &FlowRequest{Flow: &rec.Flow, IdentifierFirst: true, Identifier: identifier, IdentifierLabel: h.identifierLabel, h: h}
 	for _, m := range h.order {
 		if m.AAL() != flow.AAL1 {
 			continue

@@ -11,6 +11,7 @@ import (
 	"github.com/go-playground/form/v4"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/session"
 )
 
@@ -95,6 +96,24 @@ type FlowRequest struct {
 	// otherwise; Credentials are its credentials.
 	Identity    *session.Identity
 	Credentials []session.Credential
+
+	h *Handler // the handler making the flow, nil in a method's own tests
+}
+
+// WebAuthnScript returns the script node that loads the WebAuthn and
+// passkey helpers (id webauthn_script, group "webauthn"), for a passkey or
+// WebAuthn method to add once to a browser flow's nodes (API flows get
+// none): its src is the public URL plus /.well-known/ory/webauthn.js with
+// the script's version as query (?v=), its integrity the SHA-512 of the
+// served bytes, and its nonce a fresh random UUID on every call. For a
+// FlowRequest not made by the Handler the src is root-relative.
+func (r *FlowRequest) WebAuthnScript() flow.Node {
+	base := ""
+	if r.h != nil {
+		base = r.h.public
+	}
+	src := base + webAuthnJSPath + "?v=" + webAuthnJSVersion
+	return flow.NewScript("webauthn", "webauthn_script", src, webAuthnJSIntegrity, uuid.New())
 }
 
 // Submission is one submission of a flow, as a method sees it.
