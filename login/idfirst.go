@@ -54,41 +54,13 @@ func (h *Handler) submitIdentifier(x *exchange, rec *flow.Record, s *Submission)
 		return err
 	}
 	token := h.flowCSRFToken(x.r, rec)
-	for try := range maxStateUpdates {
-		if try > 0 && !contentionPause(ctx, try) {
-			return ctx.Err()
-		}
-		if rec.Flow.State == flow.StatePassedChallenge {
-			return h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
-		}
-		ui := &rec.Flow.UI
-		csrf := ui.Node("csrf_token")
+	return h.storeStep(x, rec, "identifier step", func(cur *flow.Record) {
 		next := make([]flow.Node, 0, 1+len(nodes))
-		if csrf != nil {
-			c := *csrf
-			c.Messages = []flow.Message{}
-			if token != nil {
-				c.Attributes.Value = maskCSRFToken(token)
-			}
-			next = append(next, c)
+		if csrf, ok := csrfNode(cur, token); ok {
+			next = append(next, csrf)
 		}
-		ui.Nodes = append(next, nodes...)
-		ui.ResetMessages()
-		rec.Flow.UpdatedAt = h.now()
-		err := h.cfg.FlowStore.UpdateFlow(ctx, rec)
-		switch {
-		case err == nil:
-			return &flowFailure{rec: rec, err: errStep}
-		case !errors.Is(err, flow.ErrConflict):
-			return fmt.Errorf("store identifier step: %w", err)
-		}
-		if rec, err = h.cfg.FlowStore.Flow(ctx, rec.Flow.ID); err != nil {
-			return fmt.Errorf("reload flow: %w", err)
-		}
-	}
-	return h.reportOnFlow(x, rec, &FlowError{
-		Messages: []flow.Message{flow.Generic("Too many requests for this login at once. Please try again.")},
-		Err:      fmt.Errorf("store identifier step: %d version conflicts: %w", maxStateUpdates, flow.ErrConflict),
+		cur.Flow.UI.Nodes = append(next, nodes...)
+		cur.Flow.UI.ResetMessages()
 	})
 }
 

@@ -36,77 +36,118 @@ func contentionPause(ctx context.Context, try int) bool {
 	}
 }
 
-// updateMethodState is Submission.UpdateState: a read-modify-write of one
-// method's entry in rec's MethodState, conditional on the flow's version,
-// retried on the newer flow after a conflict. rec becomes the stored flow.
-func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, method string, update func(json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
-	cur := rec.Clone()
+// errTooBusy is the answer when a flow's update keeps losing to
+// concurrent ones: a retryable flow message, never an internal error (the
+// submission's credentials were not compared).
+func errTooBusy(what string) *FlowError {
+	return &FlowError{
+		Messages: []flow.Message{flow.Generic("Too many requests for this login at once. Please try again.")},
+		Err:      fmt.Errorf("store %s: %d version conflicts: %w", what, maxStateUpdates, flow.ErrConflict),
+	}
+}
+
+// changeFlow is the one read-modify-write of a flow: it applies change to
+// rec and stores it, conditional on the flow's version; after a concurrent
+// change it reloads the flow, pauses (contentionPause) and applies change
+// to the newer one. It returns the stored flow; flow.ErrCompleted with the
+// latest flow if it logged in meanwhile; errTooBusy with the latest flow
+// after maxStateUpdates losses; an error from change as it is. what names
+// the change in errors.
+func (h *Handler) changeFlow(ctx context.Context, rec *flow.Record, what string, change func(*flow.Record) error) (*flow.Record, error) {
 	for try := range maxStateUpdates {
 		if try > 0 && !contentionPause(ctx, try) {
-			return nil, ctx.Err()
+			return rec, ctx.Err()
 		}
-		if cur.Flow.State == flow.StatePassedChallenge {
-			return nil, flow.ErrCompleted
+		if rec.Flow.State == flow.StatePassedChallenge {
+			return rec, flow.ErrCompleted
 		}
-		next, err := update(cur.MethodState[method])
+		if err := change(rec); err != nil {
+			return rec, err
+		}
+		rec.Flow.UpdatedAt = h.now()
+		err := h.cfg.FlowStore.UpdateFlow(ctx, rec)
+		switch {
+		case err == nil:
+			return rec, nil
+		case !errors.Is(err, flow.ErrConflict):
+			return rec, fmt.Errorf("store %s: %w", what, err)
+		}
+		latest, err := h.cfg.FlowStore.Flow(ctx, rec.Flow.ID)
 		if err != nil {
-			return nil, err
+			return rec, fmt.Errorf("reload flow: %w", err)
+		}
+		rec = latest
+	}
+	return rec, errTooBusy(what)
+}
+
+// updateMethodState is Submission.UpdateState: a read-modify-write of one
+// method's entry in rec's MethodState (changeFlow). rec becomes the stored
+// flow.
+func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, method string, update func(json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
+	var next json.RawMessage
+	stored, err := h.changeFlow(ctx, rec.Clone(), method+" state", func(cur *flow.Record) error {
+		var err error
+		if next, err = update(cur.MethodState[method]); err != nil {
+			return err
 		}
 		if cur.MethodState == nil {
 			cur.MethodState = map[string]json.RawMessage{}
 		}
 		cur.MethodState[method] = next
-		cur.Flow.UpdatedAt = h.now()
-		err = h.cfg.FlowStore.UpdateFlow(ctx, cur)
-		switch {
-		case err == nil:
-			*rec = *cur
-			return next, nil
-		case !errors.Is(err, flow.ErrConflict):
-			return nil, fmt.Errorf("store %s state: %w", method, err)
-		}
-		if cur, err = h.cfg.FlowStore.Flow(ctx, rec.Flow.ID); err != nil {
-			return nil, fmt.Errorf("reload flow: %w", err)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, &FlowError{
-		Messages: []flow.Message{flow.Generic("Too many requests for this login at once. Please try again.")},
-		Err:      fmt.Errorf("store %s state: %d version conflicts: %w", method, maxStateUpdates, flow.ErrConflict),
+	*rec = *stored
+	return next, nil
+}
+
+// storeStep stores a change of the flow that the contract answers as a
+// FLOW-400 (a method's next step, the identifier-first second step) and
+// returns that answer. A flow that logged in meanwhile is answered 4010007,
+// one too busy to change the retryable message.
+func (h *Handler) storeStep(x *exchange, rec *flow.Record, what string, change func(*flow.Record)) error {
+	stored, err := h.changeFlow(x.r.Context(), rec, what, func(cur *flow.Record) error {
+		change(cur)
+		return nil
+	})
+	var fe *FlowError
+	switch {
+	case err == nil:
+		return &flowFailure{rec: stored, err: errStep}
+	case errors.Is(err, flow.ErrCompleted):
+		return h.reportOnFlow(x, stored, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
+	case errors.As(err, &fe):
+		return h.reportOnFlow(x, stored, fe)
 	}
+	return err
 }
 
 // continueStep stores a method's next step on the flow (Result.Step) and
-// returns the FLOW-400 that answers it. A flow that logged in meanwhile is
-// answered 4010007; another concurrent change makes the step apply to the
-// newer flow.
+// returns the FLOW-400 that answers it (storeStep).
 func (h *Handler) continueStep(x *exchange, rec *flow.Record, m Method, res *Result) error {
-	ctx := x.r.Context()
 	token := h.flowCSRFToken(x.r, rec)
-	for try := range maxStateUpdates {
-		if try > 0 && !contentionPause(ctx, try) {
-			return ctx.Err()
-		}
-		if rec.Flow.State == flow.StatePassedChallenge {
-			return h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.AlreadyCompleted()}})
-		}
-		applyStep(rec, m.ID(), res, token, h.now())
-		err := h.cfg.FlowStore.UpdateFlow(ctx, rec)
-		switch {
-		case err == nil:
-			return &flowFailure{rec: rec, err: errStep}
-		case !errors.Is(err, flow.ErrConflict):
-			return fmt.Errorf("store %s step: %w", m.ID(), err)
-		}
-		latest, err := h.cfg.FlowStore.Flow(ctx, rec.Flow.ID)
-		if err != nil {
-			return fmt.Errorf("reload flow: %w", err)
-		}
-		rec = latest
-	}
-	return h.reportOnFlow(x, rec, &FlowError{
-		Messages: []flow.Message{flow.Generic("Too many requests for this login at once. Please try again.")},
-		Err:      fmt.Errorf("store %s step: %d version conflicts: %w", m.ID(), maxStateUpdates, flow.ErrConflict),
+	return h.storeStep(x, rec, m.ID()+" step", func(cur *flow.Record) {
+		applyStep(cur, m.ID(), res, token)
 	})
+}
+
+// csrfNode returns rec's csrf_token node for a changed form: without
+// messages, re-masked when token (the flow's own cookie's) is set; false
+// when the flow has none.
+func csrfNode(rec *flow.Record, token []byte) (flow.Node, bool) {
+	n := rec.Flow.UI.Node("csrf_token")
+	if n == nil {
+		return flow.Node{}, false
+	}
+	csrf := *n
+	csrf.Messages = []flow.Message{}
+	if token != nil {
+		csrf.Attributes.Value = maskCSRFToken(token)
+	}
+	return csrf, true
 }
 
 // errStep is the cause a stored step is answered with: not an error, but
@@ -117,18 +158,13 @@ var errStep = errors.New("login: the flow goes on with its next step")
 // nodes in the method's order followed, for browser flows, by the
 // csrf_token node (re-masked for the flow's own browser), as Kratos orders
 // a sent code's form; its messages; and the method state when the Result
-// carries one.
-func applyStep(rec *flow.Record, method string, res *Result, csrfToken []byte, now time.Time) {
+// carries one. changeFlow sets the update time.
+func applyStep(rec *flow.Record, method string, res *Result, csrfToken []byte) {
 	step := res.Step
 	ui := &rec.Flow.UI
 	nodes := make([]flow.Node, 0, 1+len(step.Nodes))
 	nodes = append(nodes, step.Nodes...)
-	if n := ui.Node("csrf_token"); n != nil && rec.Flow.Type == flow.TypeBrowser {
-		csrf := *n
-		csrf.Messages = []flow.Message{}
-		if csrfToken != nil {
-			csrf.Attributes.Value = maskCSRFToken(csrfToken)
-		}
+	if csrf, ok := csrfNode(rec, csrfToken); ok && rec.Flow.Type == flow.TypeBrowser {
 		nodes = append(nodes, csrf)
 	}
 	ui.Nodes = nodes
@@ -141,5 +177,4 @@ func applyStep(rec *flow.Record, method string, res *Result, csrfToken []byte, n
 		}
 		rec.MethodState[method] = res.MethodState
 	}
-	rec.Flow.UpdatedAt = now
 }
