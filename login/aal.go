@@ -33,8 +33,10 @@ func (h *Handler) stepUpURL(returnTo string) string {
 }
 
 // hasSecondFactor reports whether the identity has a credential of a
-// configured second-factor method: whether a step-up flow would offer that
-// method (Method.Nodes is the one place that decides).
+// configured second-factor method: whether a browser's step-up flow would
+// offer that method (Method.Nodes is the one place that decides; Kratos
+// offers WebAuthn to browser flows only, yet counts it as a second factor
+// for every session).
 func (h *Handler) hasSecondFactor(ctx context.Context, id *session.Identity) (bool, error) {
 	if len(h.secondFactors) == 0 {
 		return false, nil
@@ -46,11 +48,11 @@ func (h *Handler) hasSecondFactor(ctx context.Context, id *session.Identity) (bo
 	if err != nil {
 		return false, fmt.Errorf("load credentials: %w", err)
 	}
-	req := &FlowRequest{Flow: &flow.Flow{Type: flow.TypeAPI, RequestedAAL: flow.AAL2, State: flow.StateChooseMethod}, Identity: id, Credentials: creds, h: h}
+	req := &FlowRequest{Flow: &flow.Flow{Type: flow.TypeBrowser, RequestedAAL: flow.AAL2, State: flow.StateChooseMethod}, Identity: id, Credentials: creds, h: h}
 	for _, m := range h.secondFactors {
-		nodes, err := m.Nodes(ctx, req)
+		nodes, err := req.methodNodes(ctx, m)
 		if err != nil {
-			return false, fmt.Errorf("%s nodes: %w", m.ID(), err)
+			return false, err
 		}
 		if len(nodes) > 0 {
 			return true, nil

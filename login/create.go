@@ -184,9 +184,9 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 		req.Credentials = creds
 	}
 	for _, m := range h.order {
-		nodes, err := m.Nodes(ctx, req)
+		nodes, err := req.methodNodes(ctx, m)
 		if err != nil {
-			return nil, fmt.Errorf("%s nodes: %w", m.ID(), err)
+			return nil, err
 		}
 		for _, n := range nodes {
 			// First factors that need an identifier share one field.
@@ -201,6 +201,7 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	}
 	sortNodes(f.UI.Nodes)
 	rec.Flow = f
+	req.saveStates(rec)
 	if o.aal == flow.AAL2 && o.session != nil {
 		setStepUpOwner(rec, o.session.rec.Session.ID)
 	}

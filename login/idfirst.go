@@ -3,7 +3,6 @@ package login
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/authflow/authflow/flow"
 )
@@ -49,7 +48,7 @@ func (h *Handler) submitIdentifier(x *exchange, rec *flow.Record, s *Submission)
 	if err := h.checkFlowRequest(x, rec, s); err != nil {
 		return err
 	}
-	nodes, err := h.secondStepNodes(ctx, rec, identifier, clip(raw, MaxEchoedValueLength))
+	nodes, req, err := h.secondStepNodes(ctx, rec, identifier, clip(raw, MaxEchoedValueLength))
 	if err != nil {
 		return err
 	}
@@ -61,6 +60,7 @@ func (h *Handler) submitIdentifier(x *exchange, rec *flow.Record, s *Submission)
 		}
 		cur.Flow.UI.Nodes = append(next, nodes...)
 		cur.Flow.UI.ResetMessages()
+		req.saveStates(cur)
 	})
 }
 
@@ -86,8 +86,9 @@ func validateIdentifier(raw string) (string, *FlowError) {
 }
 
 // secondStepNodes are the second step's nodes: the identifier, hidden,
-// and every first factor's nodes for it, in the usual order.
-func (h *Handler) secondStepNodes(ctx context.Context, rec *flow.Record, identifier, shown string) ([]flow.Node, error) {
+// and every first factor's nodes for it, in the usual order; the request
+// holds the states the methods set for the step.
+func (h *Handler) secondStepNodes(ctx context.Context, rec *flow.Record, identifier, shown string) ([]flow.Node, *FlowRequest, error) {
 	hidden := flow.NewInput(flow.GroupIdentifierFirst, "identifier", "hidden", shown, true)
 	nodes := []flow.Node{hidden}
 	req := &FlowRequest{Flow: &rec.Flow, IdentifierFirst: true, Identifier: identifier, IdentifierLabel: h.identifierLabel, h: h}
@@ -95,12 +96,12 @@ func (h *Handler) secondStepNodes(ctx context.Context, rec *flow.Record, identif
 		if m.AAL() != flow.AAL1 {
 			continue
 		}
-		ns, err := m.Nodes(ctx, req)
+		ns, err := req.methodNodes(ctx, m)
 		if err != nil {
-			return nil, fmt.Errorf("%s nodes: %w", m.ID(), err)
+			return nil, nil, err
 		}
 		nodes = append(nodes, ns...)
 	}
 	sortNodes(nodes)
-	return nodes, nil
+	return nodes, req, nil
 }

@@ -3,6 +3,7 @@ package login
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -73,6 +74,20 @@ type CallbackMethod interface {
 	Callback(ctx context.Context, c *Callback) (*flow.Record, *Result, error)
 }
 
+// FieldSelected is a Method that a submission may select without a
+// "method" field, by a field of its own: a social sign-in form may post
+// only its provider button, and the WebAuthn script posts its form with
+// form.submit(), which sends no button at all. When the "method" field is
+// empty, the handler selects, in Config.Methods order, the first such
+// method of the flow's AAL whose SelectingField is non-empty, else the
+// first such method of any AAL (which the flow then refuses with 4010002).
+type FieldSelected interface {
+	Method
+	// SelectingField names the field whose non-empty value selects the
+	// method ("provider", "passkey_login").
+	SelectingField() string
+}
+
 // FlowRequest is what a method sees when a flow's nodes are made.
 type FlowRequest struct {
 	// Flow is the new flow (ID, type, refresh, requested AAL are set).
@@ -97,7 +112,42 @@ type FlowRequest struct {
 	Identity    *session.Identity
 	Credentials []session.Credential
 
-	h *Handler // the handler making the flow, nil in a method's own tests
+	h      *Handler                   // the handler making the flow, nil in a method's own tests
+	method string                     // the method being asked for its nodes
+	states map[string]json.RawMessage // states set with SetState, by method
+}
+
+// SetState sets the method's entry in the new flow's MethodState, stored
+// with the flow together with the nodes Nodes returns: a method whose nodes
+// carry a challenge keeps the challenge's server-side half here, and reads
+// it back with Submission.State. Calling it again replaces the entry. For
+// a FlowRequest that makes no flow (the check whether an identity has a
+// second factor) the state is dropped.
+func (r *FlowRequest) SetState(state json.RawMessage) {
+	if r.states == nil {
+		r.states = map[string]json.RawMessage{}
+	}
+	r.states[r.method] = state
+}
+
+// methodNodes asks m for its nodes of the flow r describes.
+func (r *FlowRequest) methodNodes(ctx context.Context, m Method) ([]flow.Node, error) {
+	r.method = m.ID()
+	nodes, err := m.Nodes(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("%s nodes: %w", m.ID(), err)
+	}
+	return nodes, nil
+}
+
+// saveStates copies the states methods set into rec's MethodState.
+func (r *FlowRequest) saveStates(rec *flow.Record) {
+	for method, state := range r.states {
+		if rec.MethodState == nil {
+			rec.MethodState = map[string]json.RawMessage{}
+		}
+		rec.MethodState[method] = state
+	}
 }
 
 // WebAuthnScript returns the script node that loads the WebAuthn and
@@ -160,6 +210,17 @@ func (s *Submission) State() json.RawMessage { return s.Flow.MethodState[s.metho
 // count of code attempts made before a code is compared.
 func (s *Submission) UpdateState(ctx context.Context, update func(old json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
 	return s.h.updateMethodState(ctx, s.Flow, s.method, update)
+}
+
+// UpdateStateNodes is UpdateState for a method whose nodes show part of
+// its state, such as a challenge: update also returns nodes, each of which
+// replaces the flow's node of the same name and group in the same write
+// (nodes the flow lacks are ignored). A method that burns its challenge on
+// every attempt and issues a fresh one uses it, so that the flow never
+// shows a challenge other than the stored one, even when the submission
+// then fails.
+func (s *Submission) UpdateStateNodes(ctx context.Context, update func(old json.RawMessage) (json.RawMessage, []flow.Node, error)) (json.RawMessage, error) {
+	return s.h.updateMethodStateNodes(ctx, s.Flow, s.method, update)
 }
 
 // ThrottlingDisabled reports whether the host turned throttling off

@@ -85,16 +85,30 @@ func (h *Handler) changeFlow(ctx context.Context, rec *flow.Record, what string,
 // method's entry in rec's MethodState (changeFlow). rec becomes the stored
 // flow.
 func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, method string, update func(json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
+	return h.updateMethodStateNodes(ctx, rec, method, func(old json.RawMessage) (json.RawMessage, []flow.Node, error) {
+		next, err := update(old)
+		return next, nil, err
+	})
+}
+
+// updateMethodStateNodes is Submission.UpdateStateNodes: updateMethodState
+// that also replaces the flow's nodes of the same name and group as those
+// update returns.
+func (h *Handler) updateMethodStateNodes(ctx context.Context, rec *flow.Record, method string, update func(json.RawMessage) (json.RawMessage, []flow.Node, error)) (json.RawMessage, error) {
 	var next json.RawMessage
 	stored, err := h.changeFlow(ctx, rec.Clone(), method+" state", func(cur *flow.Record) error {
-		var err error
-		if next, err = update(cur.MethodState[method]); err != nil {
+		var (
+			nodes []flow.Node
+			err   error
+		)
+		if next, nodes, err = update(cur.MethodState[method]); err != nil {
 			return err
 		}
 		if cur.MethodState == nil {
 			cur.MethodState = map[string]json.RawMessage{}
 		}
 		cur.MethodState[method] = next
+		replaceNodes(cur.Flow.UI.Nodes, nodes)
 		return nil
 	})
 	if err != nil {
@@ -102,6 +116,18 @@ func (h *Handler) updateMethodState(ctx context.Context, rec *flow.Record, metho
 	}
 	*rec = *stored
 	return next, nil
+}
+
+// replaceNodes replaces each node of nodes that has the name and group of
+// one of with, in place.
+func replaceNodes(nodes, with []flow.Node) {
+	for _, w := range with {
+		for i := range nodes {
+			if nodes[i].Group == w.Group && nodes[i].Attributes.Name == w.Attributes.Name {
+				nodes[i] = w
+			}
+		}
+	}
 }
 
 // storeStep stores a change of the flow that the contract answers as a

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -78,8 +79,8 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: flowMessages(reason)})
 	}
 	methodID := fields.Get("method")
-	if methodID == "" && fields.Get("provider") != "" {
-		methodID = "oidc" // social sign-in forms may send only the provider
+	if methodID == "" {
+		methodID = h.selectByField(&rec.Flow, fields)
 	}
 	if methodID == identifierFirstMethod && h.identifierFirst(&rec.Flow) {
 		return nil, h.submitIdentifier(x, rec, &Submission{Request: r, Flow: rec, fields: fields, h: h})
@@ -161,6 +162,27 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		reserved.release(ctx)
 	}
 	return resp, err
+}
+
+// selectByField is the method a submission without a "method" field
+// selects by a field of the method's own (FieldSelected): the first in
+// order of the flow's AAL, else the first of any AAL; "" when none.
+func (h *Handler) selectByField(f *flow.Flow, fields url.Values) string {
+	aal := cmp.Or(f.RequestedAAL, flow.AAL1)
+	other := ""
+	for _, m := range h.order {
+		fs, ok := m.(FieldSelected)
+		if !ok || fields.Get(fs.SelectingField()) == "" {
+			continue
+		}
+		if m.AAL() == aal {
+			return m.ID()
+		}
+		if other == "" {
+			other = m.ID()
+		}
+	}
+	return other
 }
 
 // checkFlowRequest is step 8: the CSRF check of a browser flow (the

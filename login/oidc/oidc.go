@@ -139,7 +139,10 @@ type Method struct {
 	order     []*provider
 }
 
-var _ login.CallbackMethod = (*Method)(nil)
+var (
+	_ login.CallbackMethod = (*Method)(nil)
+	_ login.FieldSelected  = (*Method)(nil)
+)
 
 // provider is a Provider with its lazily discovered endpoints.
 type provider struct {
@@ -199,6 +202,10 @@ func Credential(provider, subject string) session.Credential {
 
 // ID implements login.Method.
 func (m *Method) ID() string { return MethodID }
+
+// SelectingField implements login.FieldSelected: a social sign-in form may
+// post only its provider button, without a method field.
+func (m *Method) SelectingField() string { return "provider" }
 
 // AAL implements login.Method: social sign-in is a first factor.
 func (m *Method) AAL() string { return flow.AAL1 }
