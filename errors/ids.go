@@ -16,6 +16,7 @@ const (
 	IDReturnToForbidden             = "security_identity_mismatch"
 	IDBrowserLocationChangeRequired = "browser_location_change_required"
 	IDTooManyAttempts               = "too_many_attempts"
+	IDSessionRefreshRequired        = "session_refresh_required"
 )
 
 // Default messages by status, as clients of Kratos know them.
@@ -183,4 +184,22 @@ func Internal() *Error {
 func ServiceUnavailable() *Error {
 	return newError(http.StatusServiceUnavailable, "", "A backing store is temporarily unavailable. Please retry.",
 		"The service is temporarily unavailable")
+}
+
+// SessionRefreshRequired is the 403 of a privileged action (enrolling or
+// removing a passkey) by a session that authenticated too long ago; the
+// client signs in again with a refresh flow, whose init URL is redirect.
+func SessionRefreshRequired(redirect string) *Error {
+	e := newError(http.StatusForbidden, IDSessionRefreshRequired,
+		"The login session is too old and thus not allowed to update these fields. Please re-authenticate.",
+		"The requested action was forbidden")
+	if redirect != "" {
+		e.Details = map[string]any{"redirect_browser_to": redirect}
+	}
+	return e
+}
+
+// Conflict is a 409 without id; reason says what clashed.
+func Conflict(reason string) *Error {
+	return newError(http.StatusConflict, "", reason, "The resource could not be created due to a conflict")
 }

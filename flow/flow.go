@@ -123,6 +123,8 @@ const (
 	GroupOIDC            = "oidc"
 	GroupDefault         = "default"
 	GroupIdentifierFirst = "identifier_first"
+	GroupWebAuthn        = "webauthn" // also the WebAuthn script node's
+	GroupPasskey         = "passkey"
 	GroupCode            = "code"
 	GroupPassword        = "password"
 	GroupTOTP            = "totp"
@@ -150,7 +152,15 @@ type Attributes struct {
 	Autocomplete string `json:"autocomplete,omitempty"`
 	Disabled     bool   `json:"disabled"`
 	MaxLength    int    `json:"maxlength,omitempty"`
-	NodeType     string `json:"node_type"`
+	// Onclick and Onload are JavaScript a UI runs when the node is clicked
+	// or rendered (always "window.<function>(<arguments>)"), for browser
+	// flows; OnclickTrigger and OnloadTrigger name the function alone
+	// (one of the WebAuthn script's globals), for browser and API flows.
+	Onclick        string `json:"onclick,omitempty"`
+	OnclickTrigger string `json:"onclickTrigger,omitempty"`
+	Onload         string `json:"onload,omitempty"`
+	OnloadTrigger  string `json:"onloadTrigger,omitempty"`
+	NodeType       string `json:"node_type"`
 
 	// ScriptAttributes are set on a script node (NodeType "script", see
 	// NewScript) only; their fields are encoded among the others, and left

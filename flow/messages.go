@@ -28,12 +28,16 @@ const (
 	IDSignInWithProvider   = 1010002
 	IDConfirmIdentity      = 1010003
 	IDSecondFactor         = 1010004
+	IDSignInWithKey        = 1010008
 	IDLabelAuthCode        = 1010006
 	IDLabelBackupCode      = 1010007
 	IDUseAuthenticator     = 1010009
 	IDUseBackupCode        = 1010010
+	IDPrepareWebAuthn      = 1010012
+	IDContinueWebAuthn     = 1010013
 	IDCodeSent             = 1010014
 	IDSendCode             = 1010015
+	IDSignInWithPasskey    = 1010021
 	IDSignInWithPassword   = 1010022
 	IDLabelPassword        = 1070001
 	IDLabelTitle           = 1070002
@@ -48,11 +52,14 @@ const (
 	IDInvalidCode          = 4000008
 	IDAddressNotVerified   = 4000010
 	IDNoTOTPDevice         = 4000011
+	IDNoWebAuthnDevice     = 4000013
 	IDBackupCodeUsed       = 4000012
 	IDNoBackupCodes        = 4000014
+	IDNoSecurityKey        = 4000015
 	IDBackupCodeInvalid    = 4000016
 	IDTooLong              = 4000017
 	IDAccountMissing       = 4000037
+	IDInvalidWebAuthn      = 4000043
 	IDFlowExpired          = 4010001
 	IDNoMethod             = 4010002
 	IDAlreadyCompleted     = 4010007
@@ -244,4 +251,37 @@ func TooManyAttempts(retryAfterSeconds int) Message {
 // invisible characters (4019002).
 func IdentifierCharacters() Message {
 	return failed(IDIdentifierCharacters, "The identifier contains characters that are not allowed.")
+}
+
+// SignInWithPasskey labels the passkey button (1010021).
+func SignInWithPasskey() Message { return info(IDSignInWithPasskey, "Sign in with passkey") }
+
+// SignInWithKey labels the security key button (1010008).
+func SignInWithKey() Message { return info(IDSignInWithKey, "Sign in with a hardware key") }
+
+// PrepareWebAuthn asks the user to get a security key ready (1010012).
+func PrepareWebAuthn() Message {
+	return info(IDPrepareWebAuthn, "Prepare your WebAuthn device (e.g. security key, biometrics scanner, ...) and press continue.")
+}
+
+// ContinueWebAuthn labels the security key button of a passwordless
+// login's second step (1010013).
+func ContinueWebAuthn() Message { return info(IDContinueWebAuthn, "Continue") }
+
+// NoWebAuthnDevice refuses a security key submission of an identity
+// without one (4000013).
+func NoWebAuthnDevice() Message {
+	return failed(IDNoWebAuthnDevice, "You have no WebAuthn device set up.")
+}
+
+// NoSecurityKey refuses a passkey or security key that belongs to no
+// account (4000015).
+func NoSecurityKey() Message {
+	return failed(IDNoSecurityKey, "This account does not exist or has no security key set up.")
+}
+
+// InvalidWebAuthn is the one answer to a passkey or security key
+// assertion that does not verify (4000043).
+func InvalidWebAuthn() Message {
+	return failed(IDInvalidWebAuthn, "The provided web authn login is invalid, please try again.")
 }

@@ -221,7 +221,7 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 }
 
 var groupOrder = map[string]int{
-	flow.GroupOIDC: 0, flow.GroupDefault: 1, flow.GroupIdentifierFirst: 2, "webauthn": 3, "passkey": 4,
+	flow.GroupOIDC: 0, flow.GroupDefault: 1, flow.GroupIdentifierFirst: 2, flow.GroupWebAuthn: 3, flow.GroupPasskey: 4,
 	flow.GroupCode: 5, flow.GroupPassword: 6, flow.GroupTOTP: 7, flow.GroupLookupSecret: 8,
 }
 

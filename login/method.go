@@ -166,6 +166,12 @@ func (r *FlowRequest) WebAuthnScript() flow.Node {
 	return flow.NewScript("webauthn", "webauthn_script", src, webAuthnJSIntegrity, uuid.New())
 }
 
+// WebAuthnScript returns a fresh script node that loads the WebAuthn
+// helpers, as FlowRequest.WebAuthnScript does, for a method's next step.
+func (s *Submission) WebAuthnScript() flow.Node {
+	return (&FlowRequest{h: s.h}).WebAuthnScript()
+}
+
 // Submission is one submission of a flow, as a method sees it.
 type Submission struct {
 	// Request is the HTTP request; its body has already been read (use
