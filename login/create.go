@@ -189,8 +189,11 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 			return nil, err
 		}
 		for _, n := range nodes {
-			// First factors that need an identifier share one field.
-			if n.Group == flow.GroupDefault && n.Attributes.Name == "identifier" && f.UI.Node("identifier") != nil {
+			// First factors that need an identifier share one field,
+			// which takes every method's autocomplete tokens (passkey
+			// autofill needs "webauthn" beside the password's "username").
+			if shared := f.UI.Node("identifier"); shared != nil && n.Group == flow.GroupDefault && n.Attributes.Name == "identifier" {
+				shared.Attributes.Autocomplete = joinTokens(shared.Attributes.Autocomplete, n.Attributes.Autocomplete)
 				continue
 			}
 			f.UI.Nodes = append(f.UI.Nodes, n)
@@ -218,6 +221,18 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	// The init code is answered once and never stored: only its hash is.
 	rec.Flow.SessionTokenExchangeCode = code
 	return rec, nil
+}
+
+// joinTokens is the space-separated token list a followed by b's tokens
+// that a lacks.
+func joinTokens(a, b string) string {
+	tokens := strings.Fields(a)
+	for _, t := range strings.Fields(b) {
+		if !slices.Contains(tokens, t) {
+			tokens = append(tokens, t)
+		}
+	}
+	return strings.Join(tokens, " ")
 }
 
 var groupOrder = map[string]int{
