@@ -238,7 +238,9 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 	if err != nil {
 		return nil, invalid(err)
 	}
-	after := func(ctx context.Context) error { return recordUse(ctx, s.Identities, identity.ID, CredentialPasskey, key) }
+	after := func(ctx context.Context) error {
+		return recordUse(ctx, s.Identities, identity.ID, CredentialPasskey, key)
+	}
 	if err := m.rp.refuseClone(ctx, key, after); err != nil {
 		return nil, err
 	}

@@ -280,7 +280,9 @@ func (m *WebAuthn) Authenticate(ctx context.Context, s *login.Submission) (*logi
 	if err != nil {
 		return nil, invalid(err)
 	}
-	after := func(ctx context.Context) error { return recordUse(ctx, s.Identities, identity.ID, CredentialWebAuthn, key) }
+	after := func(ctx context.Context) error {
+		return recordUse(ctx, s.Identities, identity.ID, CredentialWebAuthn, key)
+	}
 	if err := m.rp.refuseClone(ctx, key, after); err != nil {
 		return nil, err
 	}
