@@ -182,6 +182,12 @@ func TestPasskeyRefusals(t *testing.T) {
 			return []passkeytest.Option{passkeytest.WithUserHandle([]byte("nobody"))}
 		}, flow.IDNoSecurityKey},
 		{"empty user handle", func(*env) []passkeytest.Option { return []passkeytest.Option{passkeytest.WithUserHandle(nil)} }, flow.IDNoSecurityKey},
+		{"user handle not text", func(*env) []passkeytest.Option {
+			return []passkeytest.Option{passkeytest.WithUserHandle([]byte{0xff, 0x00, 0xfe})}
+		}, flow.IDNoSecurityKey},
+		{"user handle too long", func(*env) []passkeytest.Option {
+			return []passkeytest.Option{passkeytest.WithUserHandle([]byte(strings.Repeat("h", 65)))}
+		}, flow.IDNoSecurityKey},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,9 +26,11 @@
 package passkey
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -37,6 +39,9 @@ import (
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/session"
 )
+
+// maxUserHandleLength is WebAuthn's limit on a user handle, in bytes.
+const maxUserHandleLength = 64
 
 // MethodID is the passkey method's id: its "method" value, node group and
 // credential type.
@@ -213,8 +218,10 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 		return nil, err
 	}
 	handle := p.Response.UserHandle
-	if len(handle) == 0 {
-		return nil, noKey(errors.New("assertion without a user handle"))
+	if len(handle) == 0 || len(handle) > maxUserHandleLength || !utf8.Valid(handle) || bytes.IndexByte(handle, 0) >= 0 {
+		// No identifier is looked up for a handle no enrolment makes
+		// (WebAuthn caps handles at 64 bytes; stores keep text).
+		return nil, noKey(fmt.Errorf("assertion with a user handle of %d bytes that no key has", len(handle)))
 	}
 	identity, cred, err := s.Identities.FindIdentity(ctx, CredentialPasskey, string(handle))
 	if errors.Is(err, session.ErrNotFound) {

@@ -197,25 +197,23 @@ func (m *WebAuthn) Validate(_ context.Context, s *login.Submission) error {
 	if s.Field("identifier") == "" {
 		return &login.FlowError{Fields: map[string][]flow.Message{"identifier": {flow.Missing("identifier")}}}
 	}
-	if raw == "" {
-		if !m.passwordless {
-			return &login.FlowError{Fields: map[string][]flow.Message{"webauthn_login": {flow.Missing("webauthn_login")}}}
-		}
+	if raw == "" && !m.passwordless {
+		return &login.FlowError{Fields: map[string][]flow.Message{"webauthn_login": {flow.Missing("webauthn_login")}}}
+	}
+	if m.passwordless {
+		// Both steps are throttled by the identifier (a step-up's by the
+		// session's identity, which the handler sets).
 		identifier, err := login.NormalizeIdentifier(s.Field("identifier"))
 		if err != nil || len(s.Field("identifier")) > login.MaxIdentifierLength {
 			return &login.FlowError{Fields: map[string][]flow.Message{"identifier": {flow.IdentifierCharacters()}}}
 		}
 		s.Identifier = identifier
+	}
+	if raw == "" {
 		return nil
 	}
-	p, err := parseAssertion(raw)
-	if err != nil {
-		return err
-	}
-	if m.passwordless {
-		s.Identifier = throttleKey(WebAuthnID, p.Response.UserHandle)
-	}
-	return nil
+	_, err := parseAssertion(raw)
+	return err
 }
 
 // Authenticate implements login.Method: it burns the flow's challenge
