@@ -166,12 +166,6 @@ func (r *FlowRequest) WebAuthnScript() flow.Node {
 	return flow.NewScript("webauthn", "webauthn_script", src, webAuthnJSIntegrity, uuid.New())
 }
 
-// WebAuthnScript returns a fresh script node that loads the WebAuthn
-// helpers, as FlowRequest.WebAuthnScript does, for a method's next step.
-func (s *Submission) WebAuthnScript() flow.Node {
-	return (&FlowRequest{h: s.h}).WebAuthnScript()
-}
-
 // Submission is one submission of a flow, as a method sees it.
 type Submission struct {
 	// Request is the HTTP request; its body has already been read (use
@@ -227,6 +221,12 @@ func (s *Submission) UpdateState(ctx context.Context, update func(old json.RawMe
 // then fails.
 func (s *Submission) UpdateStateNodes(ctx context.Context, update func(old json.RawMessage) (json.RawMessage, []flow.Node, error)) (json.RawMessage, error) {
 	return s.h.updateMethodStateNodes(ctx, s.Flow, s.method, update)
+}
+
+// WebAuthnScript returns a fresh script node that loads the WebAuthn
+// helpers, as FlowRequest.WebAuthnScript does, for a method's next step.
+func (s *Submission) WebAuthnScript() flow.Node {
+	return (&FlowRequest{h: s.h}).WebAuthnScript()
 }
 
 // ThrottlingDisabled reports whether the host turned throttling off
