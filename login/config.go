@@ -60,6 +60,11 @@ type Config struct {
 	// DefaultReturnURL is where browsers go after login and logout when no
 	// return_to applies. Absolute. Required.
 	DefaultReturnURL string
+	// AfterLogoutURL is where browsers go after logout when the logout has
+	// no return_to (Kratos' selfservice.flows.logout.after.
+	// default_browser_return_url), such as the login page. Absolute; ""
+	// means DefaultReturnURL.
+	AfterLogoutURL string
 
 	// FlowStore keeps flows and forwarded errors; nil means a new
 	// flow.MemoryStore.
@@ -188,6 +193,11 @@ func New(cfg Config) (*Handler, error) {
 	errs = append(errs, err)
 	defaultReturn, err := parseAbsolute("DefaultReturnURL", cfg.DefaultReturnURL)
 	errs = append(errs, err)
+	afterLogout := defaultReturn
+	if cfg.AfterLogoutURL != "" {
+		afterLogout, err = parseAbsolute("AfterLogoutURL", cfg.AfterLogoutURL)
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -200,6 +210,7 @@ func New(cfg Config) (*Handler, error) {
 	h.public = strings.TrimSuffix(public.String(), "/")
 	h.secure = public.Scheme == "https"
 	h.defaultReturn = defaultReturn
+	h.afterLogout = afterLogout
 
 	allowed := cfg.AllowedReturnURLs
 	if allowed == nil {

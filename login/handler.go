@@ -53,6 +53,7 @@ type Handler struct {
 	public            string // PublicURL without a trailing slash
 	secure            bool   // PublicURL is https
 	defaultReturn     *url.URL
+	afterLogout       *url.URL // Config.AfterLogoutURL, else defaultReturn
 	returnTo          *returnto.Matcher
 	sessionCookieName string
 	csrfCookieName    string

@@ -63,7 +63,7 @@ func (h *Handler) logout(x *exchange) (*response, error) {
 	if token == "" {
 		return nil, autherrors.BadRequest("Please include a token in the URL query.")
 	}
-	target := h.defaultReturn.String()
+	target := h.afterLogout.String()
 	if raw := q.Get("return_to"); raw != "" {
 		u, err := h.resolveReturnTo(raw)
 		if err != nil {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/authflow/authflow/login"
 )
 
 const (
@@ -149,6 +151,32 @@ func TestLogoutBrowserCompletes(t *testing.T) {
 			sessionCheckUnauthorized(t, e.sessionWhoami(http.MethodGet, bbSessionCookieHeader(token)))
 		})
 	}
+}
+
+// Config.AfterLogoutURL is where a logout without return_to lands (Kratos'
+// logout.after.default_browser_return_url); a return_to still wins, and a
+// bad setting is refused at New.
+func TestLogoutLandsOnAfterLogoutURL(t *testing.T) {
+	const afterLogout = "https://ui.example.com/login?logged_out=1"
+	e := newEnv(t, func(c *login.Config) { c.AfterLogoutURL = afterLogout })
+	for query, want := range map[string]string{
+		"":                  afterLogout,
+		"?return_to=%2Fbye": "https://app.example.com/bye",
+	} {
+		c, token := e.logoutBrowser()
+		u := e.logoutURLOf(t, c, token, query)
+		r := e.do(c, http.MethodGet, strings.TrimPrefix(u.String(), e.srv.URL), nil, nil)
+		assert.Equal(t, want, bbRedirect(t, r), "query %q", query)
+	}
+
+	// A login still lands on the default return URL.
+	c := e.browser()
+	f := e.browserFlow(c, "")
+	r := e.submitForm(c, f.ID, url.Values{"method": {"password"}, "identifier": {testIdentifier}, "password": {testPassword}, "csrf_token": {csrfToken(f)}}, nil)
+	assert.Equal(t, defaultReturn, bbRedirect(t, r))
+
+	_, err := login.New(login.Config{PublicURL: "https://auth.example.com", LoginUIURL: loginUI, ErrorUIURL: errorUI, DefaultReturnURL: defaultReturn, AfterLogoutURL: "/relative"})
+	assert.ErrorContains(t, err, "AfterLogoutURL")
 }
 
 func TestLogoutBrowserJSONRequestGets204(t *testing.T) {
