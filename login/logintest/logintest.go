@@ -1,8 +1,10 @@
-// Package logintest helps test code that uses package login: [Client]
+// Package logintest helps test code that uses package login. [Client]
 // signs identities in through a host's handler in process, for the host's
-// tests of its protected routes, and the conformance suites below check
-// implementations of the store interfaces of package login, in the manner of [testing/fstest.TestFS]: a store author
-// calls [TestFlowStore], [TestSessionStore] and [TestIdentityStore] (and a
+// tests of its protected routes (see [ExampleClient_SignInAPI]).
+//
+// The conformance suites check implementations of the store interfaces
+// of package login, in the manner of [testing/fstest.TestFS]: a store
+// author calls [TestFlowStore], [TestSessionStore] and [TestIdentityStore] (and a
 // shared throttling backend [TestLimiter]) from an ordinary test, with a
 // function that returns a new, empty store. Every subtest gets its own
 // store, so the function should give each one a fresh database schema,
