@@ -1,18 +1,25 @@
 // Package pgstore is authflow's PostgreSQL backend: the flow, session and
-// identity stores of package login and its throttling limiter, over a
-// pgx connection pool. Several instances of the login handler that share
-// one database behave as one: a flow created on one instance is submitted
-// on another, a session issued by one is valid on all, a flow logs in at
-// most once however many instances race, and throttling counts attempts
-// wherever they arrive.
+// identity stores of package login, its throttling limiter and the
+// enrolment ceremonies of package login/passkey, over a pgx connection
+// pool. Several instances of the login handler that share one database
+// behave as one: a flow created on one instance is submitted on another, a
+// session issued by one is valid on all, a flow logs in at most once
+// however many instances race, throttling counts attempts wherever they
+// arrive, and a passkey enrolment begun on one instance is finished, once,
+// on any.
 //
 //	pool, err := pgxpool.New(ctx, dsn)
 //	...
 //	st := pgstore.New(pool)
 //	if err := st.Migrate(ctx); err != nil { ... }
+//	pk, err := passkey.New(passkey.Config{
+//		Identities: st, Ceremonies: pgstore.NewCeremonyStore(pool),
+//		...
+//	})
 //	h, err := login.New(login.Config{
 //		FlowStore: st, SessionStore: st, IdentityStore: st,
 //		Limiter: pgstore.NewLimiter(pool, login.Limits{}),
+//		Methods: []login.Method{pk},
 //		...
 //	})
 //
@@ -83,9 +90,10 @@ func storable(s string) bool {
 // in pg_stat_statements and the server log) and its text.
 func query(label, sql string) string { return "-- pgstore." + label + "\n" + sql }
 
-// QueryLabel returns the label of a statement the Store or Limiter sends
-// ("CreateFlow", "Limiter.Reserve", ...), or "" for other SQL; tracers use it
-// to count round trips by operation.
+// QueryLabel returns the label of a statement the Store, Limiter or
+// CeremonyStore sends ("CreateFlow", "Limiter.Reserve", "TakeCeremony",
+// ...), or "" for other SQL; tracers use it to count round trips by
+// operation.
 func QueryLabel(sql string) string {
 	rest, ok := strings.CutPrefix(sql, "-- pgstore.")
 	if !ok {

@@ -139,6 +139,8 @@ func TestEveryLookupHasAnIndex(t *testing.T) {
 		"authflow_limiter_identifiers USING btree (sweep_at)",
 		"authflow_limiter_trusted USING btree (identifier, client_ip)",
 		"authflow_limiter_trusted USING btree (sweep_at)",
+		"authflow_ceremonies USING btree (key)",
+		"authflow_ceremonies USING btree (expires_at)",
 	} {
 		assert.Contains(t, all, want)
 	}

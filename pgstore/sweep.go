@@ -36,17 +36,22 @@ DELETE FROM authflow_limiter_identifiers WHERE identifier IN (
 DELETE FROM authflow_limiter_trusted WHERE (identifier, client_ip) IN (
 	SELECT identifier, client_ip FROM authflow_limiter_trusted WHERE sweep_at <= $1::timestamptz
 	ORDER BY sweep_at LIMIT $2::integer FOR UPDATE SKIP LOCKED)`)},
+	{"ceremonies", query("Sweep.ceremonies", `
+DELETE FROM authflow_ceremonies WHERE key IN (
+	SELECT key FROM authflow_ceremonies WHERE expires_at <= $1::timestamptz
+	ORDER BY expires_at LIMIT $2::integer FOR UPDATE SKIP LOCKED)`)},
 }
 
 // Sweep deletes what is due at now: flows that expired more than
 // flow.Retention before now, forwarded errors created more than
-// flow.Retention before now, sessions expired at now, and limiter rows that
-// no longer affect any decision (failures forgotten, windows over, trust
-// lapsed). It deletes in statements of at most batch rows (batch <= 0 means
-// 1000), each its own short transaction, until nothing due is left, and
-// checks ctx between statements: a cancelled sweep stops at once and keeps
-// what it deleted. It returns how many rows it deleted, with ctx's error if
-// it was cancelled. Run it periodically on any or all instances: sweeps
+// flow.Retention before now, sessions and enrolment ceremonies
+// (CeremonyStore) expired at now, and limiter rows that no longer affect
+// any decision (failures forgotten, windows over, trust lapsed). It
+// deletes in statements of at most batch rows (batch <= 0 means 1000),
+// each its own short transaction, until nothing due is left, and checks
+// ctx between statements: a cancelled sweep stops at once and keeps what
+// it deleted. It returns how many rows it deleted, with ctx's error if it
+// was cancelled. Run it periodically on any or all instances: sweeps
 // running at once skip each other's rows.
 func (s *Store) Sweep(ctx context.Context, now time.Time, batch int) (int, error) {
 	if batch <= 0 {

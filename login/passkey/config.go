@@ -65,7 +65,7 @@ type Config struct {
 	// Ceremonies keeps enrolments between their begin and finish. Nil
 	// means a store in this process's memory, which serves one instance
 	// only; several instances share one (pgstore.CeremonyStore).
-	Ceremonies CeremonyStore
+	Ceremonies login.CeremonyStore
 	// PrivilegedMaxAge is how recently a session must have authenticated
 	// to enrol or remove keys; older sessions are refused with
 	// session_refresh_required. Default DefaultPrivilegedMaxAge.
@@ -122,7 +122,7 @@ func newRelyingParty(cfg Config) (*relyingParty, error) {
 		cfg.PrivilegedMaxAge = DefaultPrivilegedMaxAge
 	}
 	if cfg.Ceremonies == nil {
-		cfg.Ceremonies = NewMemoryCeremonyStore(0)
+		cfg.Ceremonies = login.NewMemoryCeremonyStore(0)
 	}
 	if cfg.UserName == nil {
 		cfg.UserName = emailOrID

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,22 +101,4 @@ func TestConfigRefusesBadRelyingParties(t *testing.T) {
 			assert.Error(t, err)
 		})
 	}
-}
-
-func TestMemoryCeremonyStore(t *testing.T) {
-	passkeytest.TestCeremonyStore(t, passkey.NewMemoryCeremonyStore(0))
-}
-
-func TestMemoryCeremonyStoreIsBounded(t *testing.T) {
-	s := passkey.NewMemoryCeremonyStore(2)
-	ctx := context.Background()
-	now := time.Now()
-	require.NoError(t, s.PutCeremony(ctx, "a", []byte("a"), now.Add(time.Minute)))
-	require.NoError(t, s.PutCeremony(ctx, "b", []byte("b"), now.Add(2*time.Minute)))
-	require.NoError(t, s.PutCeremony(ctx, "c", []byte("c"), now.Add(3*time.Minute)))
-	_, err := s.TakeCeremony(ctx, "a", now)
-	assert.ErrorIs(t, err, passkey.ErrNoCeremony, "the one expiring first made room")
-	got, err := s.TakeCeremony(ctx, "c", now)
-	require.NoError(t, err)
-	assert.Equal(t, "c", string(got))
 }

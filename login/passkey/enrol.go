@@ -14,6 +14,7 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 
+	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/session"
 )
 
@@ -137,8 +138,11 @@ func (e *enrolment) FinishEnrolment(ctx context.Context, s *session.Session, res
 		return nil, err
 	}
 	raw, err := e.rp.cfg.Ceremonies.TakeCeremony(ctx, e.ceremonyKey(s), e.rp.cfg.Now())
+	if errors.Is(err, login.ErrNoCeremony) {
+		return nil, ErrNoCeremony
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("passkey: take enrolment: %w", err)
 	}
 	var pending pendingEnrolment
 	if err := json.Unmarshal(raw, &pending); err != nil {

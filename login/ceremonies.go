@@ -1,13 +1,20 @@
-package passkey
+package login
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
 
-// CeremonyStore keeps the server-side half of enrolments between their
-// begin and finish. Implementations must be safe for concurrent use.
+// ErrNoCeremony is CeremonyStore.TakeCeremony's answer when a key holds
+// nothing (never put, taken already, or expired).
+var ErrNoCeremony = errors.New("login: no such ceremony")
+
+// CeremonyStore keeps short-lived server-side state between two requests
+// of one ceremony, such as a passkey enrolment's challenge between its
+// begin and its finish (login/passkey): each entry is taken at most once.
+// Implementations must be safe for concurrent use.
 type CeremonyStore interface {
 	// PutCeremony stores data under key until expires, replacing what
 	// key held.
@@ -35,8 +42,8 @@ type ceremony struct {
 }
 
 // NewMemoryCeremonyStore returns an empty store that holds at most max
-// ceremonies (DefaultMaxCeremonies when max is 0): when full, expired
-// ones are dropped, then the one expiring first.
+// ceremonies (DefaultMaxCeremonies when max is 0): when full, the ones
+// expired by the system clock are dropped, then the one expiring first.
 func NewMemoryCeremonyStore(max int) *MemoryCeremonyStore {
 	if max <= 0 {
 		max = DefaultMaxCeremonies
