@@ -152,33 +152,125 @@ func decodeJSONFields(body []byte) (url.Values, string) {
 	if jsonDepth(trimmed) > MaxJSONDepth {
 		return nil, fmt.Sprintf("Unable to decode form as JSON: it is nested deeper than %d levels.", MaxJSONDepth)
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(body, &obj); err != nil {
+	if !json.Valid(body) {
 		return nil, "Unable to decode form as JSON."
 	}
-	if len(obj) > MaxFormFields {
+	n := 0
+	eachJSONField(body, func([]byte, []byte) bool { n++; return n <= MaxFormFields })
+	if n > MaxFormFields {
 		return nil, fmt.Sprintf("Unable to decode form as JSON: it has more than %d fields.", MaxFormFields)
 	}
-	fields := make(url.Values, len(obj))
-	for k, v := range obj {
+	fields := make(url.Values, n)
+	values := make([]string, 0, n) // one backing array for the fields' values
+	reason := ""
+	eachJSONField(body, func(rawKey, v []byte) bool {
+		k, ok := jsonString(rawKey)
+		if !ok {
+			reason = "Unable to decode form as JSON."
+			return false
+		}
 		if k == "transient_payload" && v[0] != '{' && v[0] != 'n' && string(v) != `""` {
-			return nil, transientPayloadNotObject // a string holding an object's text is no object
+			reason = transientPayloadNotObject // a string holding an object's text is no object
+			return false
 		}
 		switch v[0] {
 		case 'n': // null: absent
+			delete(fields, k) // the last of repeated keys wins, as in a map
 		case '"':
 			s, ok := jsonString(v)
 			if !ok {
-				return nil, "Unable to decode form as JSON."
+				reason = "Unable to decode form as JSON."
+				return false
 			}
-			if s != "" {
-				fields[k] = []string{s}
+			if s == "" {
+				delete(fields, k)
+				break
 			}
+			values = append(values, s)
+			fields[k] = values[len(values)-1 : len(values) : len(values)]
 		default: // numbers, booleans, objects, arrays: their JSON text
-			fields[k] = []string{string(v)}
+			values = append(values, string(v))
+			fields[k] = values[len(values)-1 : len(values) : len(values)]
 		}
+		return true
+	})
+	if reason != "" {
+		return nil, reason
 	}
 	return fields, ""
+}
+
+// eachJSONField calls fn with the raw key (a JSON string literal) and raw
+// value of each member of the JSON object obj, in order, until fn returns
+// false. obj must be valid JSON (json.Valid) and an object; nothing is
+// allocated.
+func eachJSONField(obj []byte, fn func(key, value []byte) bool) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return
+	}
+	i = skipSpace(obj, i+1)
+	for i < len(obj) && obj[i] == '"' {
+		end := skipJSONValue(obj, i)
+		key := obj[i:end]
+		i = skipSpace(obj, end)
+		i = skipSpace(obj, i+1) // the colon
+		end = skipJSONValue(obj, i)
+		if !fn(key, obj[i:end]) {
+			return
+		}
+		i = skipSpace(obj, end)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+}
+
+// skipSpace returns the index of the first non-space byte of b at or
+// after i.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipJSONValue returns the index just after the valid JSON value that
+// starts at b[i].
+func skipJSONValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return len(b)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = skipJSONValue(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	default: // a number, true, false or null
+		j := i
+		for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
+			j++
+		}
+		return j
+	}
 }
 
 // jsonString decodes a JSON string literal, cheaply when it has no escapes.

@@ -202,6 +202,22 @@ func FuzzDecodeBody(f *testing.F) {
 				var obj map[string]json.RawMessage
 				require.NoError(t, json.Unmarshal(body, &obj), "accepted JSON is not an object")
 				require.NotNil(t, obj)
+				// The fields are the object's members as encoding/json
+				// decodes them: strings decoded, other values as their
+				// text, null and "" absent, the last repeated key winning.
+				want := url.Values{}
+				for k, v := range obj {
+					switch {
+					case v[0] == 'n' || string(v) == `""`:
+					case v[0] == '"':
+						var s string
+						require.NoError(t, json.Unmarshal(v, &s))
+						want[k] = []string{s}
+					default:
+						want[k] = []string{string(v)}
+					}
+				}
+				require.Equal(t, want, fields, "body %q", body)
 			}
 		case "application/x-www-form-urlencoded":
 			if fields != nil {
