@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -69,7 +68,7 @@ func decodeBody(r *http.Request, body []byte) (url.Values, string) {
 		return nil, `Unable to decode HTTP Request Body because its HTTP Header "Content-Length" is zero.`
 	}
 	ct := r.Header.Get("Content-Type")
-	mt, _, _ := mime.ParseMediaType(ct)
+	mt := mediaType(ct)
 	var fields url.Values
 	switch mt {
 	case "application/json":
@@ -271,6 +270,16 @@ func skipJSONValue(b []byte, i int) int {
 		}
 		return j
 	}
+}
+
+// jsonKeyIs reports whether the JSON string literal key decodes to name,
+// without allocating when it has no escapes.
+func jsonKeyIs(key []byte, name string) bool {
+	if bytes.IndexByte(key, '\\') < 0 {
+		return len(key) >= 2 && string(key[1:len(key)-1]) == name
+	}
+	k, ok := jsonString(key)
+	return ok && k == name
 }
 
 // jsonString decodes a JSON string literal, cheaply when it has no escapes.

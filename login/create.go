@@ -54,7 +54,7 @@ func (h *Handler) createBrowserFlow(x *exchange) (*response, error) {
 func (h *Handler) createAPIFlow(x *exchange) (*response, error) {
 	x.json = true
 	q := x.r.URL.Query()
-	exchange, _ := strconv.ParseBool(q.Get("return_session_token_exchange_code"))
+	exchange := queryBool(q.Get("return_session_token_exchange_code"))
 	if exchange && q.Get("return_to") == "" {
 		return nil, errExchangeNeedsReturnTo
 	}
@@ -89,7 +89,7 @@ func (h *Handler) initOptions(x *exchange) (flowOptions, error) {
 		return opts, err
 	}
 	opts.aal = aal
-	opts.refresh, _ = strconv.ParseBool(q.Get("refresh"))
+	opts.refresh = queryBool(q.Get("refresh"))
 
 	cur, err := h.currentSession(x.r.Context(), x.r)
 	if err != nil {
@@ -120,6 +120,16 @@ func parseAAL(raw string) (string, error) {
 	default:
 		return "", autherrors.BadRequest("Unable to parse AuthenticationMethod Assurance Level (AAL): expected one of [aal1, aal2] but got " + v)
 	}
+}
+
+// queryBool is a boolean query parameter: strconv.ParseBool's true
+// values, anything else false (without making an error for "").
+func queryBool(v string) bool {
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	return err == nil && b
 }
 
 // requestURL is the public URL of r: the configured public URL (with its

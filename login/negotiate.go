@@ -20,8 +20,23 @@ func isJSONRequest(r *http.Request) bool {
 	if negotiate(r.Header.Values("Accept"), jsonRequestOffers) == "application/json" {
 		return true
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && mt == "application/json"
+	return mediaType(r.Header.Get("Content-Type")) == "application/json"
+}
+
+// mediaType returns the media type of a Content-Type header in lower case,
+// or "" when it does not parse (mime.ParseMediaType); without allocating
+// for the types clients send without parameters.
+func mediaType(ct string) string {
+	for _, common := range [...]string{"application/json", "application/x-www-form-urlencoded"} {
+		if strings.EqualFold(ct, common) {
+			return common
+		}
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return ""
+	}
+	return mt
 }
 
 var jsonRequestOffers = []string{"text/html", "text/*", "*/*", "application/json"}

@@ -199,12 +199,14 @@ func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
 func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Result, error) {
 	f := m.fields(s)
 	raw := f.Identifier
-	invalid := &FlowError{Messages: []flow.Message{flow.InvalidCredentials()}, Values: map[string]string{"identifier": raw}, FailedAttempt: true}
+	invalid := func() error {
+		return &FlowError{Messages: []flow.Message{flow.InvalidCredentials()}, Values: map[string]string{"identifier": raw}, FailedAttempt: true}
+	}
 	identifier := s.Identifier
 	if identifier == "" { // Authenticate without Validate: normalise here.
 		var err error
 		if identifier, err = NormalizeIdentifier(raw); err != nil {
-			return nil, invalid
+			return nil, invalid()
 		}
 	}
 	secret := []byte(f.Password)
@@ -214,33 +216,49 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 		if err := m.compareDummy(ctx, secret); err != nil {
 			return nil, err
 		}
-		return nil, invalid
+		return nil, invalid()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("find identity: %w", err)
 	}
-	var cfg session.PasswordConfig
-	if err := json.Unmarshal(cred.Config, &cfg); err != nil || cfg.HashedPassword == "" {
+	hashed, ok := hashedPassword(cred.Config)
+	if !ok {
 		m.logger.WarnContext(ctx, "password credential without a usable hash", "identity_id", id.ID)
 		if err := m.compareDummy(ctx, secret); err != nil {
 			return nil, err
 		}
-		return nil, invalid
+		return nil, invalid()
 	}
-	if err := m.hasher.Compare(ctx, secret, cfg.HashedPassword); err != nil {
+	if err := m.hasher.Compare(ctx, secret, hashed); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
 		if !errors.Is(err, password.ErrMismatch) {
 			m.logger.WarnContext(ctx, "stored password hash cannot be verified", "identity_id", id.ID, "error", err)
 		}
-		return nil, invalid
+		return nil, invalid()
 	}
 	res := &Result{Identity: id, Method: session.AuthenticationMethod{Method: m.ID(), AAL: flow.AAL1}}
-	if m.hasher.NeedsRehash(cfg.HashedPassword) {
+	if m.hasher.NeedsRehash(hashed) {
 		res.AfterLogin = func(ctx context.Context) error { return m.rehash(ctx, s.Identities, id.ID, cred, secret) }
 	}
 	return res, nil
+}
+
+// hashedPassword returns the hash in a password credential's
+// configuration ({"hashed_password": "..."}); false when there is none.
+func hashedPassword(config json.RawMessage) (string, bool) {
+	if !json.Valid(config) {
+		return "", false
+	}
+	var hashed string
+	eachJSONField(config, func(key, value []byte) bool {
+		if jsonKeyIs(key, "hashed_password") && value[0] == '"' {
+			hashed, _ = jsonString(value)
+		}
+		return true
+	})
+	return hashed, hashed != ""
 }
 
 // compareDummy is the equal-time path for an unknown identifier (and an
