@@ -311,14 +311,21 @@ func (u UI) clone() UI {
 	c.Messages = cloneMessages(u.Messages)
 	if u.Nodes != nil {
 		c.Nodes = make([]Node, len(u.Nodes))
+		labels := 0
+		for _, n := range u.Nodes {
+			if n.Meta.Label != nil {
+				labels++
+			}
+		}
+		copies := make([]Message, 0, labels) // one allocation for every label
 		for i, n := range u.Nodes {
 			n.Messages = cloneMessages(n.Messages)
 			if n.Messages == nil {
 				n.Messages = []Message{}
 			}
 			if n.Meta.Label != nil {
-				l := n.Meta.Label.clone()
-				n.Meta.Label = &l
+				copies = append(copies, n.Meta.Label.clone())
+				n.Meta.Label = &copies[len(copies)-1]
 			}
 			if n.Attributes.ScriptAttributes != nil {
 				sa := *n.Attributes.ScriptAttributes

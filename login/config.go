@@ -210,6 +210,8 @@ func New(cfg Config) (*Handler, error) {
 	h.public = strings.TrimSuffix(public.String(), "/")
 	h.secure = public.Scheme == "https"
 	h.defaultReturn = defaultReturn
+	h.defaultReturnURL = defaultReturn.String()
+	h.loginUI, h.errorUI = newQueryURL(cfg.LoginUIURL), newQueryURL(cfg.ErrorUIURL)
 	h.afterLogout = afterLogout
 
 	allowed := cfg.AllowedReturnURLs
@@ -362,6 +364,31 @@ func cookieName(configured, def string, secure bool, domain string) string {
 		return "__Host-" + def
 	}
 	return def
+}
+
+// queryURL is a configured URL that answers carry one query parameter
+// on (the login UI's ?flow=, the error UI's ?id=).
+type queryURL struct {
+	base string
+	// prefix is what base with a parameter starts with when base has no
+	// query or fragment: its canonical form and "?"; else "".
+	prefix string
+}
+
+func newQueryURL(base string) queryURL {
+	q := queryURL{base: base}
+	if u, err := url.Parse(base); err == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery {
+		q.prefix = u.String() + "?"
+	}
+	return q
+}
+
+// with is withQuery(base, key, value), without parsing base again.
+func (q queryURL) with(key, value string) string {
+	if q.prefix == "" {
+		return withQuery(q.base, key, value)
+	}
+	return q.prefix + url.QueryEscape(key) + "=" + url.QueryEscape(value)
 }
 
 // withQuery returns base with key=value added to its query (an existing

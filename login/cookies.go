@@ -3,6 +3,7 @@ package login
 import (
 	"encoding/base64"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -63,4 +64,49 @@ func (h *Handler) ensureCSRFToken(x *exchange) []byte {
 // token observed before the change of principal is worthless.
 func (h *Handler) rotateCSRFToken(x *exchange) {
 	x.cookies = append(x.cookies, h.csrfCookie(newCSRFToken()))
+}
+
+// cookieValue returns the value of the request's first cookie called name,
+// as http.Request.Cookie finds it (surrounding double quotes removed,
+// values with bytes a cookie may not hold skipped), without parsing the
+// request's other cookies into values.
+func cookieValue(r *http.Request, name string) (string, bool) {
+	lines := r.Header["Cookie"]
+	count := 0
+	for _, line := range lines {
+		count += strings.Count(line, ";") + 1
+	}
+	if count > maxRequestCookies {
+		return "", false // as net/http, which then reads none
+	}
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			k, v, _ := strings.Cut(strings.Trim(part, " \t\r\n"), "=")
+			if strings.Trim(k, " \t\r\n") != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// maxRequestCookies is net/http's default limit on a request's cookies
+// (GODEBUG httpcookiemaxnum), beyond which it reads none.
+const maxRequestCookies = 3000
+
+// validCookieValue reports whether v holds only bytes a cookie value may
+// (RFC 6265 as net/http reads it).
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -47,7 +47,7 @@ func (h *Handler) createBrowserFlow(x *exchange) (*response, error) {
 	if x.json {
 		return &response{status: http.StatusOK, body: &rec.Flow}, nil
 	}
-	return &response{location: withQuery(h.cfg.LoginUIURL, "flow", rec.Flow.ID)}, nil
+	return &response{location: h.loginUI.with("flow", rec.Flow.ID)}, nil
 }
 
 // createAPIFlow serves GET /self-service/login/api.
@@ -147,7 +147,9 @@ func (h *Handler) requestURL(r *http.Request) string {
 func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*flow.Record, error) {
 	now := h.now()
 	id := uuid.New()
-	f := flow.Flow{
+	rec := &flow.Record{}
+	f := &rec.Flow // built in place: the methods see it while it is made
+	*f = flow.Flow{
 		ID:         id,
 		Type:       typ,
 		ExpiresAt:  now.Add(h.cfg.FlowLifespan),
@@ -172,7 +174,6 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	}
 	f.UI.Messages = append(f.UI.Messages, o.messages...)
 
-	rec := &flow.Record{}
 	csrf := ""
 	if typ == flow.TypeBrowser {
 		csrf = maskCSRFToken(o.csrfToken)
@@ -181,7 +182,7 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 	f.UI.Nodes = make([]flow.Node, 1, 4+len(h.order))
 	f.UI.Nodes[0] = flow.NewInput(flow.GroupDefault, "csrf_token", "hidden", csrf, true)
 
-	req := &FlowRequest{Flow: &f, IdentifierFirst: h.identifierFirst(&f), IdentifierLabel: h.identifierLabel, h: h}
+	req := &FlowRequest{Flow: f, IdentifierFirst: h.identifierFirst(f), IdentifierLabel: h.identifierLabel, h: h}
 	if req.IdentifierFirst {
 		f.UI.Nodes = append(f.UI.Nodes, h.identifierStepNodes()...)
 	}
@@ -213,7 +214,6 @@ func (h *Handler) newFlow(ctx context.Context, typ flow.Type, o flowOptions) (*f
 		f.UI.Nodes = nil // an API step-up flow offering nothing has no nodes, as in Kratos
 	}
 	sortNodes(f.UI.Nodes)
-	rec.Flow = f
 	req.saveStates(rec)
 	if o.aal == flow.AAL2 && o.session != nil {
 		setStepUpOwner(rec, o.session.rec.Session.ID)

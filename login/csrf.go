@@ -32,11 +32,11 @@ func newCSRFToken() []byte {
 // csrfCookieToken returns the raw token in r's CSRF cookie, or nil when the
 // cookie is absent or malformed.
 func (h *Handler) csrfCookieToken(r *http.Request) []byte {
-	c, err := r.Cookie(h.csrfCookieName)
-	if err != nil {
+	v, ok := cookieValue(r, h.csrfCookieName)
+	if !ok {
 		return nil
 	}
-	b, err := base64.StdEncoding.DecodeString(c.Value)
+	b, err := base64.StdEncoding.DecodeString(v)
 	if err != nil || len(b) != csrfTokenLen {
 		return nil
 	}

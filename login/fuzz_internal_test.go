@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -362,4 +363,43 @@ func TestDecodeBodyTransientPayloadType(t *testing.T) {
 			require.Equal(t, notObject, reason)
 		})
 	}
+}
+
+// FuzzCookieValue: cookieValue finds what http.Request.Cookie finds.
+func FuzzCookieValue(f *testing.F) {
+	for _, h := range []string{
+		"authflow_csrf=abc", `authflow_csrf="abc"`, "a=1; authflow_csrf=x; authflow_csrf=y",
+		"authflow_csrf=bad\\value; authflow_csrf=good", " authflow_csrf = spaced ", "authflow_csrf",
+		"authflow_csrf=", `authflow_csrf="`, "x=1;;authflow_csrf=\t2\t", "AUTHFLOW_CSRF=upper",
+	} {
+		f.Add(h, "")
+	}
+	f.Fuzz(func(t *testing.T, line, second string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["Cookie"] = []string{line}
+		if second != "" {
+			r.Header["Cookie"] = append(r.Header["Cookie"], second)
+		}
+		got, ok := cookieValue(r, "authflow_csrf")
+		c, err := r.Cookie("authflow_csrf")
+		if err != nil {
+			require.Falsef(t, ok, "found %q where net/http finds none", got)
+			return
+		}
+		require.True(t, ok, "net/http finds %q", c.Value)
+		require.Equal(t, c.Value, got)
+	})
+}
+
+// FuzzQueryURL: a configured URL with a parameter is what withQuery makes.
+func FuzzQueryURL(f *testing.F) {
+	for _, base := range []string{"https://ui.example.com/login", "/login", "https://ui.example.com/login?x=1", "https://ui.example.com/login#f", "HTTPS://UI.example.com:443/a%20b", "/l?", "login"} {
+		f.Add(base, "8b59d370-e415-441a-9116-b8d780619e54")
+	}
+	f.Fuzz(func(t *testing.T, base, value string) {
+		if _, err := url.Parse(base); err != nil {
+			return
+		}
+		require.Equal(t, withQuery(base, "flow", value), newQueryURL(base).with("flow", value))
+	})
 }

@@ -53,6 +53,8 @@ type Handler struct {
 	public            string // PublicURL without a trailing slash
 	secure            bool   // PublicURL is https
 	defaultReturn     *url.URL
+	defaultReturnURL  string   // defaultReturn.String(), made once
+	loginUI, errorUI  queryURL // Config.LoginUIURL and ErrorUIURL
 	afterLogout       *url.URL // Config.AfterLogoutURL, else defaultReturn
 	returnTo          *returnto.Matcher
 	sessionCookieName string

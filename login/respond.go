@@ -96,24 +96,35 @@ func (h *Handler) write(w http.ResponseWriter, x *exchange, resp *response) {
 	}
 }
 
-// bufferPool recycles the buffers JSON answers are encoded into.
-var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// encoder is a buffer with a JSON encoder writing into it.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// encoderPool recycles the encoders JSON answers are encoded with.
+var encoderPool = sync.Pool{New: func() any {
+	e := new(encoder)
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
 
 // writeJSON encodes body completely before writing anything, so that an
 // encoding failure can still become a clean 500.
 func (h *Handler) writeJSON(w http.ResponseWriter, status int, contentType []string, body any) int {
-	buf := bufferPool.Get().(*bytes.Buffer)
+	e := encoderPool.Get().(*encoder)
+	buf := &e.buf
 	defer func() {
 		if buf.Cap() <= 64<<10 {
 			buf.Reset()
-			bufferPool.Put(buf)
+			encoderPool.Put(e)
 		}
 	}()
-	if err := json.NewEncoder(buf).Encode(body); err != nil {
+	if err := e.enc.Encode(body); err != nil {
 		h.logger().Error("encode response", "error", err)
 		status, contentType = http.StatusInternalServerError, jsonValue
 		buf.Reset()
-		_ = json.NewEncoder(buf).Encode(autherrors.Envelope{Error: autherrors.Internal()})
+		_ = e.enc.Encode(autherrors.Envelope{Error: autherrors.Internal()})
 	}
 	w.Header()["Content-Type"] = contentType
 	w.WriteHeader(status)
@@ -154,12 +165,12 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 		if x.json {
 			x.status = h.writeJSON(w, http.StatusBadRequest, jsonUTF8Value, &ff.rec.Flow)
 		} else {
-			redirect(withQuery(h.cfg.LoginUIURL, "flow", ff.rec.Flow.ID))
+			redirect(h.loginUI.with("flow", ff.rec.Flow.ID))
 		}
 		return
 	case errors.As(err, &ex):
 		if ex.old.Flow.Type == flow.TypeBrowser { // Part 1 rules 3 and 4: a fresh flow in the UI
-			redirect(withQuery(h.cfg.LoginUIURL, "flow", ex.replacement.Flow.ID))
+			redirect(h.loginUI.with("flow", ex.replacement.Flow.ID))
 			return
 		}
 		since := ex.now.Sub(ex.old.Flow.ExpiresAt)
@@ -236,7 +247,7 @@ func (h *Handler) forward(ctx context.Context, e *autherrors.Error) (string, boo
 		h.logger().ErrorContext(ctx, "store forwarded error", "error", err)
 		return "", false
 	}
-	return withQuery(h.cfg.ErrorUIURL, "id", rec.ID), true
+	return h.errorUI.with("id", rec.ID), true
 }
 
 // logBestEffort logs the failure of work that never fails a request, such

@@ -28,8 +28,8 @@ func (h *Handler) sessionToken(r *http.Request) string {
 	if t := r.Header.Get("X-Session-Token"); t != "" {
 		return t
 	}
-	if c, err := r.Cookie(h.sessionCookieName); err == nil && c.Value != "" {
-		return c.Value
+	if v, ok := cookieValue(r, h.sessionCookieName); ok && v != "" {
+		return v
 	}
 	if scheme, t, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok &&
 		strings.EqualFold(scheme, "Bearer") && t != "" && !strings.Contains(t, " ") {

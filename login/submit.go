@@ -320,7 +320,7 @@ func (h *Handler) checkSignedIn(rec *flow.Record, cur *current) error {
 	case cur == nil, rec.Flow.Refresh, rec.Flow.RequestedAAL > cur.aal():
 		return nil
 	default:
-		return &alreadySignedIn{redirect: h.defaultReturn.String()}
+		return &alreadySignedIn{redirect: h.defaultReturnURL}
 	}
 }
 
@@ -467,7 +467,7 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 		}
 	}
 	// 13. return_to is checked again: the allow-list may have changed.
-	target := h.defaultReturn.String()
+	target := h.defaultReturnURL
 	if rec.Flow.ReturnTo != "" {
 		u, err := h.resolveReturnTo(rec.Flow.ReturnTo)
 		if err != nil {
