@@ -11,6 +11,7 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 
+	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/session"
 )
 
@@ -207,7 +208,8 @@ func newUserHandle() []byte {
 // "user_handle": "<base64>"}) into a credential of identity, as Kratos'
 // admin import does: a passkey credential is identified by its user handle
 // (the decoded user_handle, which is required), a webauthn credential by
-// identifier (the identity's email, say; required). Keys must have an id
+// identifier (the identity's email, say; required), normalised as login
+// normalises identifiers. Keys must have an id
 // and a public key; ids must be distinct.
 func ImportKratos(typ session.CredentialType, config json.RawMessage, identifier string) (session.Credential, error) {
 	var cfg CredentialConfig
@@ -236,10 +238,11 @@ func ImportKratos(typ session.CredentialType, config json.RawMessage, identifier
 		}
 		c.Identifiers = []string{string(cfg.UserHandle)}
 	case CredentialWebAuthn:
-		if identifier == "" {
-			return session.Credential{}, errors.New("passkey: a webauthn credential needs the identity's identifier")
+		normalized, err := login.NormalizeIdentifier(identifier)
+		if err != nil {
+			return session.Credential{}, fmt.Errorf("passkey: a webauthn credential needs the identity's identifier: %w", err)
 		}
-		c.Identifiers = []string{identifier}
+		c.Identifiers = []string{normalized}
 	default:
 		return session.Credential{}, fmt.Errorf("passkey: cannot import a credential of type %q", typ)
 	}

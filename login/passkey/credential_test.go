@@ -25,9 +25,9 @@ func TestImportKratos(t *testing.T) {
 	assert.Equal(t, passkey.CredentialPasskey, c.Type)
 	assert.Equal(t, []string{"handle"}, c.Identifiers, "a passkey is found by its decoded user handle")
 
-	c, err = passkey.ImportKratos(passkey.CredentialWebAuthn, passkeytest.KratosConfig([]byte("handle"), false, false, k), "alice@example.com")
+	c, err = passkey.ImportKratos(passkey.CredentialWebAuthn, passkeytest.KratosConfig([]byte("handle"), false, false, k), "Alice@Example.com")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"alice@example.com"}, c.Identifiers)
+	assert.Equal(t, []string{"alice@example.com"}, c.Identifiers, "normalised, as passwordless login looks it up")
 	var got passkey.CredentialConfig
 	require.NoError(t, json.Unmarshal(c.Config, &got))
 	require.Len(t, got.Credentials, 1)

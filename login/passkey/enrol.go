@@ -172,7 +172,11 @@ func (e *enrolment) FinishEnrolment(ctx context.Context, s *session.Session, res
 		cfg.UserHandle = pending.Handle
 		identifier := string(pending.Handle)
 		if e.typ == CredentialWebAuthn {
+			// The identifier a passwordless login finds the keys by.
 			identifier = e.rp.cfg.UserName(s.Identity)
+			if normalized, err := login.NormalizeIdentifier(identifier); err == nil {
+				identifier = normalized
+			}
 		}
 		if !slices.Contains(c.Identifiers, identifier) {
 			c.Identifiers = append(c.Identifiers, identifier)

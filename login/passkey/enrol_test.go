@@ -291,3 +291,30 @@ func TestEnrolSecurityKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
 	assert.Equal(t, "aal2", r.json(t)["session"].(map[string]any)["authenticator_assurance_level"])
 }
+
+// A passwordless security key is found by the normalised identifier,
+// whatever the case of the identity's email.
+func TestEnrolPasswordlessKeyNormalisesTheIdentifier(t *testing.T) {
+	e := newEnv(t, options{webauthn: &passkey.WebAuthnConfig{Passwordless: true}})
+	carol := e.addIdentity("Carol@Example.com", testPassword)
+	carol.Traits = json.RawMessage(`{"email":"Carol@Example.com"}`)
+	s := &session.Session{ID: "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5", AuthenticatedAt: e.clock.Now(), Identity: carol}
+	options, err := e.webauthn.BeginEnrolment(context.Background(), s)
+	require.NoError(t, err)
+	sk := passkeytest.New()
+	att, _, err := sk.Create(options, origin)
+	require.NoError(t, err)
+	_, err = e.webauthn.FinishEnrolment(context.Background(), s, att, "key")
+	require.NoError(t, err)
+
+	c := e.browser()
+	f := e.browserFlow(c, "")
+	r := e.submitJSON(c, f.ID, map[string]any{"method": "webauthn", "identifier": "carol@example.com", "csrf_token": value(t, f, "csrf_token")}, nil)
+	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	step := r.flow(t)
+	b, err := sk.Get([]byte(value(t, step, "webauthn_login_trigger")), origin)
+	require.NoError(t, err)
+	r = e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "identifier": "carol@example.com", "csrf_token": value(t, step, "csrf_token")}, nil)
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Equal(t, carol.ID, r.json(t)["session"].(map[string]any)["identity"].(map[string]any)["id"])
+}
