@@ -305,31 +305,39 @@ func waScriptNode(t *testing.T, authURL string) flow.Node {
 
 // waVirtualAuthenticator enables the WebAuthn domain in the tab and adds a
 // platform authenticator with resident keys that verifies the user and
-// simulates presence. A browser without it skips the test (CI fails). The
-// tab must show a page of a secure context (about:blank has no
-// PublicKeyCredential).
-func waVirtualAuthenticator(t *testing.T, tab context.Context) {
+// simulates presence, and returns its id. A browser without it skips the
+// test (CI fails). The tab must show a page of a secure context
+// (about:blank has no PublicKeyCredential).
+func waVirtualAuthenticator(t *testing.T, tab context.Context) webauthn.AuthenticatorID {
+	t.Helper()
+	return waAddAuthenticator(t, tab, &webauthn.VirtualAuthenticatorOptions{
+		Protocol:                    webauthn.AuthenticatorProtocolCtap2,
+		Ctap2version:                webauthn.Ctap2versionCtap21,
+		Transport:                   webauthn.AuthenticatorTransportInternal,
+		HasResidentKey:              true,
+		HasUserVerification:         true,
+		IsUserVerified:              true,
+		AutomaticPresenceSimulation: true, // Chromium's default, but the struct always sends the field
+	})
+}
+
+// waAddAuthenticator enables the WebAuthn domain in the tab and adds a
+// virtual authenticator with opts, and returns its id; as
+// waVirtualAuthenticator, it skips (CI fails) where Chromium cannot.
+func waAddAuthenticator(t *testing.T, tab context.Context, opts *webauthn.VirtualAuthenticatorOptions) webauthn.AuthenticatorID {
 	t.Helper()
 	ok := browserRun(t, tab, "look for PublicKeyCredential", chromedp.Evaluate[bool]("typeof window.PublicKeyCredential === 'function'"))
 	ctx, cancel := context.WithTimeout(tab, browserStepTimeout)
 	defer cancel()
-	var err error
+	var (
+		err error
+		res webauthn.AddVirtualAuthenticatorResult
+	)
 	if ok {
 		_, err = chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{})
 	}
 	if err == nil && ok {
-		var res webauthn.AddVirtualAuthenticatorResult
-		res, err = chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
-			Options: &webauthn.VirtualAuthenticatorOptions{
-				Protocol:                    webauthn.AuthenticatorProtocolCtap2,
-				Ctap2version:                webauthn.Ctap2versionCtap21,
-				Transport:                   webauthn.AuthenticatorTransportInternal,
-				HasResidentKey:              true,
-				HasUserVerification:         true,
-				IsUserVerified:              true,
-				AutomaticPresenceSimulation: true, // Chromium's default, but the struct always sends the field
-			},
-		})
+		res, err = chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: opts})
 		if err == nil {
 			t.Logf("virtual authenticator %s", res.AuthenticatorID)
 		}
@@ -344,6 +352,7 @@ func waVirtualAuthenticator(t *testing.T, tab context.Context) {
 		}
 		t.Skip(how)
 	}
+	return res.AuthenticatorID
 }
 
 // waOpen loads a test page and waits until webauthn.js ran: it was fetched

@@ -11,9 +11,51 @@ function escapeHTML(value) {
   )
 }
 
+// webauthnSetup returns what the reference UI's js_setup partial adds to a
+// page that renders a flow: a <script> for each of the flow's script nodes
+// (Kratos' webauthn.js, under its integrity), and a script that, once the
+// page loaded, runs each passkey or webauthn node's onload string and makes
+// a click on any element named like a node with an onclick string run that
+// string. Ory Elements' markup renders the buttons without handlers, so the
+// passkey and security-key buttons need this.
+function webauthnSetup(flow) {
+  const nodes = (flow && flow.ui && flow.ui.nodes) || []
+  let html = ""
+  const clicks = []
+  const loads = []
+  for (const node of nodes) {
+    const a = node.attributes || {}
+    if (a.node_type === "script") {
+      html += `<script src="${escapeHTML(a.src)}" type="${escapeHTML(a.type)}" integrity="${escapeHTML(a.integrity)}"` +
+        ` referrerpolicy="${escapeHTML(a.referrerpolicy)}" crossorigin="${escapeHTML(a.crossorigin)}" async` +
+        ` data-testid="node/script/${escapeHTML(a.id)}"></script>\n`
+      continue
+    }
+    if (node.group !== "passkey" && node.group !== "webauthn") continue
+    if (typeof a.onclick === "string" && a.onclick !== "") clicks.push({ name: a.name, code: a.onclick })
+    if (typeof a.onload === "string" && a.onload !== "") loads.push(a.onload)
+  }
+  if (clicks.length === 0 && loads.length === 0) return html
+  // JSON inside <script>: no "<" may close the element early.
+  const setup = JSON.stringify({ clicks, loads }).replace(/</g, "\\u003c")
+  return html + `<script>
+  window.addEventListener("load", function () {
+    var setup = ${setup};
+    setup.clicks.forEach(function (c) {
+      document.getElementsByName(c.name).forEach(function (el) {
+        el.addEventListener("click", function () { new Function(c.code)() });
+      });
+    });
+    setup.loads.forEach(function (code) { new Function(code)() });
+  });
+</script>
+`
+}
+
 // page returns a whole HTML document; body is trusted HTML (Ory's rendered
-// components or markup whose values are escaped), title is text.
-function page({ title, kratosPublicURL, body }) {
+// components or markup whose values are escaped), title is text; scripts is
+// trusted HTML added at the end of the body (webauthnSetup's).
+function page({ title, kratosPublicURL, body, scripts = "" }) {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -44,9 +86,9 @@ function page({ title, kratosPublicURL, body }) {
 ${body}
   </main>
   <script src="/ory-elements/assets/passwordInput.js"></script>
-</body>
+${scripts}</body>
 </html>
 `
 }
 
-module.exports = { page, escapeHTML }
+module.exports = { page, escapeHTML, webauthnSetup }

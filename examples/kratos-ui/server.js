@@ -28,7 +28,7 @@ const {
   RegisterOryElementsExpress,
   defaultLightTheme,
 } = require("@ory/elements-markup")
-const { page, escapeHTML } = require("./layout")
+const { page, escapeHTML, webauthnSetup } = require("./layout")
 
 const kratosPublicURL = (process.env.KRATOS_PUBLIC_URL || "http://127.0.0.1:4433").replace(/\/+$/, "")
 const port = Number(process.env.PORT || 3000)
@@ -80,7 +80,9 @@ function statusOf(err) {
 // browser is sent to Kratos to create a flow (Kratos sends it back here with
 // ?flow=<id>); with ?flow the flow is fetched with the browser's cookies
 // (the CSRF cookie proves it is this browser's flow) and rendered by Ory's
-// UserAuthCard, whose form posts straight to the flow's ui.action on Kratos.
+// UserAuthCard, whose form posts straight to the flow's ui.action on Kratos;
+// the flow's script nodes and passkey/webauthn onclick and onload strings
+// are wired up as the reference UI's js_setup partial does (webauthnSetup).
 // A flow that is gone (404), expired (410) or not this browser's (403) is
 // replaced by a new one.
 app.get("/login", async (req, res) => {
@@ -110,7 +112,7 @@ app.get("/login", async (req, res) => {
       ? "Two-Factor Authentication"
       : "Sign In"
   const card = UserAuthCard({ title, flow, flowType: "login", additionalProps: {} }, { locale: "en" })
-  res.send(page({ title, kratosPublicURL, body: card }))
+  res.send(page({ title, kratosPublicURL, body: card, scripts: webauthnSetup(flow) }))
 })
 
 // needsSecondFactor reports whether a failed toSession is Kratos' 403

@@ -1,7 +1,8 @@
 // Command server is authflow's example server: the login handler on
 // in-memory stores with one seeded identity, a login page rendered from
 // the flow's UI nodes, an error page, a welcome page and a settings page
-// for the second factors (TOTP and backup codes).
+// for the second factors (TOTP and backup codes, and with -passkey and
+// -webauthn passkeys and security keys).
 //
 //	go run ./examples/server
 //
@@ -25,6 +26,14 @@
 //
 //	go run ./examples/server -code-login -seed-code-only ada@example.com
 //	go run ./examples/server -code-login -smtp-url 'smtp://127.0.0.1:1025/?disable_starttls=true' -login-style identifier_first
+//
+// With -passkey the login page also offers passkeys (a button and the
+// identifier field's autofill), with -webauthn the step-up offers security
+// keys; the settings page adds and removes both. WebAuthn needs a domain,
+// so open the server at localhost (-webauthn-rp-id defaults to localhost);
+// -seed-passkey and -seed-webauthn import Kratos credential configs:
+//
+//	go run ./examples/server -public-url http://localhost:4433 -passkey -webauthn
 //
 // On SIGINT or SIGTERM it stops serving and then delivers the mail still
 // queued (for at most 10 seconds). It prints "listening on <public-url>"

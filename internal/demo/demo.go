@@ -1,9 +1,11 @@
 // Package demo is the example server behind examples/server: flags, a
-// seeded identity (optionally with a TOTP authenticator and backup codes),
-// the handler with the second-factor methods (and, with -code-login, login
-// by a code sent by email), and plain HTML pages for login, errors, a
-// welcome page, a settings page that enrols the second factors and, when
-// no SMTP server is configured, an outbox of the mails it would have sent.
+// seeded identity (optionally with a TOTP authenticator, backup codes,
+// passkeys and security keys), the handler with the second-factor methods
+// (and, with -code-login, login by a code sent by email; with -passkey and
+// -webauthn, passkeys and security keys), and plain HTML pages for login,
+// errors, a welcome page, a settings page that enrols the second factors
+// and keys and, when no SMTP server is configured, an outbox of the mails
+// it would have sent.
 // Backends in other modules reuse it with their own stores.
 package demo
 
@@ -71,6 +73,23 @@ type Options struct {
 	// that share a flow store must share one.
 	CodeHashKey  []byte
 	SeedCodeOnly []string // -seed-code-only: addresses of identities without password, seeded at start
+	// Passkey (-passkey) offers passkeys (login/passkey) as a first
+	// factor; WebAuthn (-webauthn) security keys as a second factor. The
+	// settings page then lists and enrols them.
+	Passkey  bool
+	WebAuthn bool
+	// WebAuthnRPID (-webauthn-rp-id) is the relying party id, a domain;
+	// WebAuthnOrigins (-webauthn-origin) the origins of the pages that run
+	// ceremonies (default: the public URL's); WebAuthnRPName
+	// (-webauthn-rp-name) the name authenticators show.
+	WebAuthnRPID    string
+	WebAuthnOrigins []string
+	WebAuthnRPName  string
+	// SeedPasskey (-seed-passkey) and SeedWebAuthn (-seed-webauthn) are
+	// Kratos credential configurations ({"credentials": [...],
+	// "user_handle": ...}) given to the seeded identity; nil seeds none.
+	SeedPasskey  json.RawMessage
+	SeedWebAuthn json.RawMessage
 	// Now is the clock of the handler, the second-factor methods and the
 	// settings page; nil means time.Now. No flag sets it: tests do.
 	Now func() time.Time
@@ -86,7 +105,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 // register flags of their own on fs first (a backend's -postgres DSN).
 func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var o Options
-	var allowed, oidcProviders, oidcLinks, proxies, codeOnly stringList
+	var allowed, oidcProviders, oidcLinks, proxies, codeOnly, origins stringList
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:4433", "listen address")
 	fs.StringVar(&o.PublicURL, "public-url", "", "public URL including any mount prefix (default http://<addr>)")
 	fs.StringVar(&o.Identifier, "identifier", "demo@example.com", "identifier of the seeded identity")
@@ -117,10 +136,19 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	var codeHashKey string
 	fs.StringVar(&codeHashKey, "code-hash-key", "", "hex key (16 bytes or more) of the HMAC under which login codes are stored (default: random at start; copies of the server sharing a database need the same key)")
 	fs.Var(&codeOnly, "seed-code-only", "seed an identity without password that logs in by a code sent to this email address, traits {\"email\": EMAIL}, unless one exists (repeatable)")
+	fs.BoolVar(&o.Passkey, "passkey", false, "offer passkeys: sign in with a passkey (also by autofill), add and remove them on the settings page")
+	fs.BoolVar(&o.WebAuthn, "webauthn", false, "offer security keys (WebAuthn) as a second factor: the step-up asks for one, the settings page adds and removes them")
+	fs.StringVar(&o.WebAuthnRPID, "webauthn-rp-id", "localhost", "relying party id of -passkey and -webauthn: a domain (not an IP address) that every -webauthn-origin is on or below")
+	fs.Var(&origins, "webauthn-origin", "`ORIGIN` of pages that run passkey and security-key ceremonies, such as http://localhost:4433 (repeatable; default the -public-url's origin; add a separate login UI's)")
+	fs.StringVar(&o.WebAuthnRPName, "webauthn-rp-name", DefaultRPName, "name of the service that authenticators show when a passkey or security key is added")
+	var seedPasskey, seedWebAuthn string
+	fs.StringVar(&seedPasskey, "seed-passkey", "", "seed the identity's passkeys from `FILE`, a Kratos credential config {\"credentials\":[...],\"user_handle\":\"<base64>\"} (as Kratos' admin import takes it), unless it has passkeys; needs -passkey")
+	fs.StringVar(&seedWebAuthn, "seed-webauthn", "", "seed the identity's security keys from `FILE`, a Kratos credential config {\"credentials\":[...],\"user_handle\":\"<base64>\"}, unless it has security keys; needs -webauthn")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	o.SeedCodeOnly = codeOnly
+	o.WebAuthnOrigins = origins
 	if codeHashKey != "" {
 		key, err := hex.DecodeString(strings.TrimSpace(codeHashKey))
 		if err != nil || len(key) < 16 {
@@ -195,6 +223,9 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	if err := checkCodeOptions(&o, set, pub); err != nil {
 		return o, err
 	}
+	if err := checkWebAuthnOptions(&o, pub, seedPasskey, seedWebAuthn); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -224,6 +255,9 @@ type Stores struct {
 	// NewLimiter makes the throttling limiter from the flags' limits; nil
 	// means login.NewMemoryLimiter.
 	NewLimiter func(login.Limits) login.Limiter
+	// Ceremonies keeps passkey and security-key enrolments between their
+	// begin and finish; nil means in memory.
+	Ceremonies login.CeremonyStore
 }
 
 // Server is a configured example server. Close it (Run does) to deliver
@@ -274,7 +308,17 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (_ 
 			return nil, err
 		}
 	}
+	if err := SeedKeys(ctx, stores.Identities, o.Identifier, o.SeedPasskey, o.SeedWebAuthn); err != nil {
+		return nil, err
+	}
+	keys, err := newKeyMethods(o, stores.Identities, stores.Ceremonies)
+	if err != nil {
+		return nil, err
+	}
 	var methods []login.Method
+	if keys.passkey != nil {
+		methods = append(methods, keys.passkey)
+	}
 	codeLogin, outbox, err := codeMethod(o, logger)
 	if err != nil {
 		return nil, err
@@ -304,6 +348,9 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (_ 
 		return nil, err
 	}
 	methods = append(methods, authenticator, backupCodes)
+	if keys.webauthn != nil {
+		methods = append(methods, keys.webauthn)
+	}
 	h, err := login.New(login.Config{
 		Methods:           methods,
 		RequiredAAL:       o.RequiredAAL,
@@ -330,7 +377,7 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (_ 
 		return nil, err
 	}
 	prefix := strings.TrimSuffix(pub.Path, "/")
-	settings, err := newSettingsPage(stores.Identities, authenticator, o.PublicURL, now)
+	settings, err := newSettingsPage(stores.Identities, authenticator, keys, o.PublicURL, now)
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +394,16 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (_ 
 	mux.Handle("GET "+prefix+"/welcome", h.RequireSession(http.HandlerFunc(s.welcomePage)))
 	mux.Handle("GET "+prefix+"/settings", h.RequireSession(http.HandlerFunc(settings.show)))
 	mux.Handle("POST "+prefix+"/settings", h.RequireSession(http.HandlerFunc(settings.change)))
+	mux.Handle("GET "+prefix+triggersJSPath, http.HandlerFunc(serveTriggersJS))
+	// The enrolment APIs of the keys, for the settings page's forms (and
+	// scripts): behind RequireSession, and behind the settings page's rule
+	// that changing a second factor needs aal2 once there is one.
+	if keys.passkey != nil {
+		mux.Handle(prefix+passkeysPath+"/", h.RequireSession(settings.guardKeys(http.StripPrefix(prefix+passkeysPath, keys.passkey.EnrolmentHandler()))))
+	}
+	if keys.webauthn != nil {
+		mux.Handle(prefix+securityKeysPath+"/", h.RequireSession(settings.guardKeys(http.StripPrefix(prefix+securityKeysPath, keys.webauthn.EnrolmentHandler()))))
+	}
 	if outbox != nil {
 		mux.Handle("GET "+prefix+"/mail", http.HandlerFunc(s.outboxPage))
 	}

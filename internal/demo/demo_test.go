@@ -48,6 +48,9 @@ func TestParseFlagsDefaults(t *testing.T) {
 		SMTPFrom:           "no-reply@127.0.0.1",
 		CodeLifespan:       15 * time.Minute,
 		CodeMaxSubmissions: 5,
+		WebAuthnRPID:       "localhost",
+		WebAuthnOrigins:    []string{"http://127.0.0.1:4433"},
+		WebAuthnRPName:     "authflow demo",
 	}, o)
 	assert.Equal(t, "1h0m0s", o.FlowLifespan.String())
 }

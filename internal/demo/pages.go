@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
+	"time"
 
 	autherrors "github.com/authflow/authflow/errors"
 	"github.com/authflow/authflow/flow"
@@ -16,6 +19,15 @@ import (
 
 //go:embed templates/*.html
 var templateFS embed.FS
+
+// triggersJS is the pages' own script, served at triggersJSPath: it runs
+// the webauthn.js functions the WebAuthn nodes name.
+//
+//go:embed static/triggers.js
+var triggersJS []byte
+
+// triggersJSPath is where triggersJS is served, below the public URL.
+const triggersJSPath = "/static/triggers.js"
 
 var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
 
@@ -53,6 +65,46 @@ type loginView struct {
 	// Outbox is the URL of the page that shows the mails, when the server
 	// keeps them instead of sending them; "" otherwise.
 	Outbox string
+	// Scripted are the forms of the passkey and webauthn groups: their
+	// hidden nodes (the challenge, the field the assertion is posted in)
+	// and their buttons, which run webauthn.js (scripted by Scripts) and
+	// submit the form the assertion is in.
+	Scripted []scriptedForm
+	Scripts  []scriptView
+}
+
+// scriptedForm is the form of a group whose buttons run a script.
+type scriptedForm struct {
+	Group   string
+	Hidden  []nodeView
+	Buttons []nodeView
+	Divider bool // an "or" before it: other forms come first
+}
+
+// scriptView is a script a page loads: a flow's script node (the
+// handler's webauthn.js, under its integrity) or the demo's own.
+type scriptView struct {
+	Src            string
+	Integrity      string
+	CrossOrigin    string
+	ReferrerPolicy string
+	Async          bool // else deferred
+}
+
+// pageScripts are the scripts of a page with WebAuthn nodes: the script
+// node's, and the demo's triggers.js, which runs the functions the nodes
+// name (the pages' Content-Security-Policy allows no inline script).
+func pageScripts(public string, node flow.Node) []scriptView {
+	var scripts []scriptView
+	if a := node.Attributes.ScriptAttributes; a != nil {
+		scripts = append(scripts, scriptView{Src: a.Src, Integrity: a.Integrity, CrossOrigin: a.CrossOrigin, ReferrerPolicy: a.ReferrerPolicy, Async: true})
+	}
+	return append(scripts, scriptView{Src: public + triggersJSPath})
+}
+
+// scripted reports whether the nodes of group run webauthn.js.
+func scripted(group string) bool {
+	return group == flow.GroupPasskey || group == flow.GroupWebAuthn
 }
 
 type formView struct {
@@ -94,13 +146,34 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		v.Outbox = s.opts.PublicURL + "/mail"
 	}
 	var fields, buttons []nodeView
+	groups := map[string]int{} // index in v.Scripted
 	for _, n := range f.UI.Nodes {
+		if n.Attributes.NodeType == "script" {
+			if v.Scripts == nil {
+				v.Scripts = pageScripts(s.opts.PublicURL, n)
+			}
+			continue
+		}
 		nv := nodeView{Node: n, FieldID: "field-" + n.Attributes.Name, ErrorsID: "errors-" + n.Attributes.Name}
 		if n.Meta.Label != nil {
 			nv.Label = n.Meta.Label.Text
 		}
 		if n.Attributes.Value != nil {
 			nv.Value = fmt.Sprint(n.Attributes.Value)
+		}
+		if scripted(n.Group) && (n.Attributes.Type == "hidden" || n.Attributes.Type == "button") {
+			i, ok := groups[n.Group]
+			if !ok {
+				i = len(v.Scripted)
+				groups[n.Group] = i
+				v.Scripted = append(v.Scripted, scriptedForm{Group: n.Group})
+			}
+			if n.Attributes.Type == "hidden" {
+				v.Scripted[i].Hidden = append(v.Scripted[i].Hidden, nv)
+			} else {
+				v.Scripted[i].Buttons = append(v.Scripted[i].Buttons, nv)
+			}
+			continue
 		}
 		switch n.Attributes.Type {
 		case "hidden":
@@ -124,6 +197,19 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		fields[i].Autofocus = true
 	}
 	v.Forms, v.Separate = arrangeForms(fields, buttons)
+	v.Forms = slices.DeleteFunc(v.Forms, func(f formView) bool {
+		return len(f.Fields) == 0 && len(f.Buttons) == 0 && len(f.Others) == 0
+	})
+	others := len(v.Forms) > 0 || len(v.Separate) > 0
+	for i := range v.Scripted {
+		if len(v.Scripted[i].Buttons) > 0 {
+			v.Scripted[i].Divider = others
+			others = true
+		}
+	}
+	if len(v.Scripted) > 0 && v.Scripts == nil {
+		v.Scripts = pageScripts(s.opts.PublicURL, flow.Node{}) // the triggers alone
+	}
 	render(w, "login.html", v)
 }
 
@@ -246,11 +332,24 @@ func (s *Server) welcomePage(w http.ResponseWriter, r *http.Request) {
 	render(w, "welcome.html", welcomeView{Email: traits.Email, Session: sess, LogoutURL: logout, SettingsURL: s.opts.PublicURL + "/settings"})
 }
 
+// contentSecurityPolicy is every page's: nothing but inline styles, data:
+// images and, for the WebAuthn pages, scripts of this origin (webauthn.js
+// and triggers.js): no inline script, no eval, no framing.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+
+// serveTriggersJS serves triggersJS.
+func serveTriggersJS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "triggers.js", time.Time{}, bytes.NewReader(triggersJS))
+}
+
 func render(w http.ResponseWriter, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "private, no-cache, no-store, must-revalidate")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", contentSecurityPolicy)
 	if err := pages.ExecuteTemplate(w, name, data); err != nil {
 		http.Error(w, "rendering failed", http.StatusInternalServerError)
 	}

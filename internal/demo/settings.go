@@ -36,7 +36,11 @@ const (
 )
 
 // settingsPage is the demo's account page, {prefix}/settings: it enrols a
-// TOTP authenticator and makes new backup codes for the signed-in identity.
+// TOTP authenticator and makes new backup codes for the signed-in identity,
+// and with -passkey and -webauthn lists its passkeys and security keys
+// with their remove buttons and the forms that add one (webauthn.js runs
+// the ceremony and posts to the methods' enrolment handlers, whose
+// unsafe requests guardKeys checks first).
 // It is served behind Handler.RequireSession, so under
 // RequireHighestAvailable an aal1 session of an identity that has a second
 // factor is sent to the step-up first.
@@ -50,6 +54,7 @@ const (
 type settingsPage struct {
 	ids    login.IdentityStore
 	totp   *totp.Method
+	keys   keyMethods // nil methods: not offered
 	public string
 	now    func() time.Time
 
@@ -64,8 +69,8 @@ type pendingKey struct {
 	expires time.Time
 }
 
-func newSettingsPage(ids login.IdentityStore, m *totp.Method, public string, now func() time.Time) (*settingsPage, error) {
-	p := &settingsPage{ids: ids, totp: m, public: public, now: now, pending: map[string]pendingKey{}}
+func newSettingsPage(ids login.IdentityStore, m *totp.Method, keys keyMethods, public string, now func() time.Time) (*settingsPage, error) {
+	p := &settingsPage{ids: ids, totp: m, keys: keys, public: public, now: now, pending: map[string]pendingKey{}}
 	if _, err := rand.Read(p.csrfKey[:]); err != nil {
 		return nil, err
 	}
@@ -154,6 +159,17 @@ type settingsView struct {
 	Remaining int
 	NewCodes  []string // shown once, right after they were made
 
+	// Passkeys and SecurityKeys are the -passkey and -webauthn sections,
+	// nil when the method is off.
+	Passkeys     *keySection
+	SecurityKeys *keySection
+	// RefreshURL is set when the session signed in too long ago to change
+	// its keys: a refresh login that comes back here.
+	RefreshURL string
+	// Scripts are the page's scripts (webauthn.js and the demo's), when
+	// it offers to add a key.
+	Scripts []scriptView
+
 	Message string
 	Error   string
 }
@@ -197,7 +213,7 @@ func (p *settingsPage) change(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "The settings page is unavailable, please retry.", http.StatusInternalServerError)
 		return
 	}
-	if needsSecondFactor(sess, creds) {
+	if p.needsSecondFactor(sess, creds) {
 		http.Error(w, "Verify your second factor before you change it.", http.StatusForbidden)
 		return
 	}
@@ -282,12 +298,21 @@ func (p *settingsPage) regenerateCodes(r *http.Request, sess *session.Session, c
 }
 
 // needsSecondFactor reports whether the session must step up before it
-// changes a second factor: its identity has one and it is not aal2.
-func needsSecondFactor(sess *session.Session, creds []session.Credential) bool {
+// changes a second factor: its identity has one (a TOTP authenticator,
+// backup codes, or with -webauthn a security key) and it is not aal2.
+func (p *settingsPage) needsSecondFactor(sess *session.Session, creds []session.Credential) bool {
 	has := slices.ContainsFunc(creds, func(c session.Credential) bool {
 		return c.Type == session.CredentialTOTP || c.Type == session.CredentialLookup
-	})
+	}) || p.keys.webauthn != nil && hasSecurityKey(creds)
 	return has && sess.AAL != flow.AAL2
+}
+
+// stepUpURL is where the session verifies its second factor and comes
+// back to the settings.
+func (p *settingsPage) stepUpURL() string {
+	return p.public + "/self-service/login/browser?" + url.Values{
+		"aal": {flow.AAL2}, "return_to": {p.public + "/settings"},
+	}.Encode()
 }
 
 // view reads the identity's credentials into the page's view.
@@ -318,11 +343,18 @@ func (p *settingsPage) view(r *http.Request, sess *session.Session) (settingsVie
 			}
 		}
 	}
-	if needsSecondFactor(sess, creds) {
-		v.StepUpURL = p.public + "/self-service/login/browser?" + url.Values{
-			"aal": {flow.AAL2}, "return_to": {p.public + "/settings"},
-		}.Encode()
-		return v, nil
+	if p.needsSecondFactor(sess, creds) {
+		v.StepUpURL = p.stepUpURL()
+		return v, p.keysView(r, sess, &v, false)
+	}
+	if err := p.keysView(r, sess, &v, true); err != nil {
+		return v, err
+	}
+	if v.Passkeys != nil && v.Passkeys.Options != "" || v.SecurityKeys != nil && v.SecurityKeys.Options != "" {
+		// The handler's script node, with the src made absolute.
+		script := (&login.FlowRequest{}).WebAuthnScript()
+		script.Attributes.Src = p.public + script.Attributes.Src
+		v.Scripts = pageScripts(p.public, script)
 	}
 	if !v.HasTOTP {
 		account := traits.Email // the name the authenticator app shows

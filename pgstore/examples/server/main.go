@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logger *s
 		Identities: st,
 		Sessions:   st,
 		NewLimiter: func(l login.Limits) login.Limiter { return pgstore.NewLimiter(pool, l) },
+		Ceremonies: pgstore.NewCeremonyStore(pool),
 	}, logger)
 	if err != nil {
 		return err
