@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
@@ -225,8 +226,8 @@ func TestKratosUIPasskey(t *testing.T) {
 	kuiAddCredential(t, tab, authenticator, passkeyKey, true, passkeyHandle)
 	kuiAddCredential(t, tab, authenticator, securityKey, false, nil)
 	// Chromium's virtual authenticator answers the autofill's conditional
-	// request at once; the button is what this test clicks.
-	pkOnNewDocument(t, tab, pkDisarmAutofill)
+	// request at once; the button is what this test clicks first.
+	rearm := pkOnNewDocument(t, tab, pkDisarmAutofill)
 
 	u = browserNavigate(t, tab, "open the UI's login again", chromedp.Navigate(ui+"/login"))
 	first := kuiFlowID(t, ui, u)
@@ -259,6 +260,25 @@ func TestKratosUIPasskey(t *testing.T) {
 	assert.Equal(t, "aal2", s["authenticator_assurance_level"])
 	assert.Equal(t, []string{"passkey/aal1", "webauthn/aal2"}, kuiMethods(s))
 	kuiScreenshot(t, tab, shots, "kratosui-passkey-welcome.png")
+
+	// The autofill, through the UI's markup: a browser without a session
+	// opens the login page, whose conditional request the authenticator
+	// answers; the passkey signs in and the UI shows the step-up.
+	rearm()
+	pkOnNewDocument(t, tab, pkRecordMediation)
+	clearCtx, clearCancel := context.WithTimeout(tab, browserStepTimeout)
+	_, err := chromedp.Call(clearCtx, network.ClearBrowserCookies, cdp.Empty{})
+	clearCancel()
+	require.NoError(t, err, "forget the session: Network.clearBrowserCookies")
+	u = browserNavigate(t, tab, "open the UI's login without a session", chromedp.Navigate(ui+"/login"))
+	autofill := kuiFlowID(t, ui, u)
+	require.NoError(t, waWaitFor(tab, `new URLSearchParams(location.search).get("flow") !== `+strconv.Quote(autofill)+` && document.querySelector(`+strconv.Quote(kuiHardwareButton)+`) !== null`),
+		"the autofill signed in and the UI shows the step-up")
+	assert.Equal(t, "conditional", browserRun(t, tab, "read the recorded mediations", chromedp.Evaluate[string](`sessionStorage.getItem("pk-mediation") || ""`)),
+		"one conditional request, made by the autofill, and no modal one")
+	assert.Equal(t, http.StatusForbidden, kuiWhoamiStatus(t, tab, kratos), "an aal1 passkey session, short of highest_available")
+	kuiScreenshot(t, tab, shots, "kratosui-passkey-autofill.png")
+
 	assert.Empty(t, pages.Exceptions(), "no uncaught exceptions on the UI's pages")
 	for _, e := range pages.Errors() {
 		assert.NotContains(t, strings.ToLower(e), "webauthn", "no WebAuthn errors on the console")
