@@ -45,6 +45,7 @@ type Options struct {
 	UIURL             string
 	ErrorURL          string
 	DefaultReturnURL  string
+	AfterLogoutURL    string // -after-logout-url; "" means DefaultReturnURL
 	AllowedReturnURLs []string
 	SessionCookie     string // "" keeps the handler's default naming
 	Hasher            string
@@ -114,6 +115,7 @@ func ParseFlags(fs *flag.FlagSet, args []string) (Options, error) {
 	fs.StringVar(&o.UIURL, "ui-url", "", "login UI URL (default <public-url>/login)")
 	fs.StringVar(&o.ErrorURL, "error-url", "", "error UI URL (default <public-url>/error)")
 	fs.StringVar(&o.DefaultReturnURL, "default-return-url", "", "where browsers go after login (default <public-url>/welcome)")
+	fs.StringVar(&o.AfterLogoutURL, "after-logout-url", "", "where browsers go after logout without return_to, such as the login UI (default: the default return URL)")
 	fs.Var(&allowed, "allowed-return-url", "allowed return_to URL (repeatable; replaces the default, the public URL's origin + /)")
 	fs.StringVar(&o.SessionCookie, "session-cookie", login.DefaultSessionCookieName, "session cookie name")
 	fs.StringVar(&o.Hasher, "hasher", "argon2id", "password hasher: argon2id or bcrypt")
@@ -359,6 +361,7 @@ func New(ctx context.Context, o Options, stores Stores, logger *slog.Logger) (_ 
 		LoginUIURL:        o.UIURL,
 		ErrorUIURL:        o.ErrorURL,
 		DefaultReturnURL:  o.DefaultReturnURL,
+		AfterLogoutURL:    o.AfterLogoutURL,
 		AllowedReturnURLs: o.AllowedReturnURLs,
 		FlowStore:         stores.Flows,
 		IdentityStore:     stores.Identities,

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/authflow/authflow/login/logintest"
 	"github.com/authflow/authflow/login/password"
 	"github.com/authflow/authflow/session"
 )
@@ -189,6 +190,42 @@ func TestErrorPage(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, html.UnescapeString(string(b)), `Requested return_to URL "https://evil.example.net/" is not allowed.`)
+}
+
+// -after-logout-url is where a logout without return_to lands.
+func TestAfterLogoutURL(t *testing.T) {
+	mux := http.NewServeMux()
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	o, err := ParseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-public-url", ts.URL, "-hasher", "bcrypt", "-bcrypt-cost", "4", "-after-logout-url", ts.URL + "/login?signed_out=1"})
+	require.NoError(t, err)
+	srv, err := New(context.Background(), o, Stores{}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	mux.Handle("/", srv)
+
+	cookies, err := (&logintest.Client{Handler: srv}).SignInBrowser(t.Context(), logintest.Password(o.Identifier, o.Password))
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/self-service/logout/browser", nil)
+	req.Header.Set("Accept", "application/json")
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	srv.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	logout := regexp.MustCompile(`"logout_url":"([^"]+)"`).FindStringSubmatch(rec.Body.String())
+	require.Len(t, logout, 2, rec.Body.String())
+	u, err := url.Parse(logout[1])
+	require.NoError(t, err)
+
+	rec = httptest.NewRecorder()
+	req = httptest.NewRequest(http.MethodGet, u.RequestURI(), nil)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	srv.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusSeeOther, rec.Code, rec.Body.String())
+	assert.Equal(t, ts.URL+"/login?signed_out=1", rec.Header().Get("Location"))
 }
 
 func TestThrottleFlags(t *testing.T) {
