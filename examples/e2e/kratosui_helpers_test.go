@@ -104,6 +104,7 @@ func kuiStartAuthflow(t *testing.T, bin, ui string, extra ...string) string {
 		"-ui-url", ui + "/login",
 		"-error-url", ui + "/error",
 		"-default-return-url", ui + "/welcome",
+		"-after-logout-url", ui + "/login",
 		"-allowed-return-url", ui + "/",
 	}, extra...)
 	line := startProcess(t, fmt.Sprintf("example server %v", args), exec.Command(bin, args...))
@@ -184,6 +185,7 @@ type kuiPageLog struct {
 	errors     []string
 	urls       map[network.RequestID]string
 	outcomes   map[string][]string // by URL, in order: "200", or "failed: <error> <blocked reason>"
+	requested  []string            // every URL requested, redirect hops included, in order
 }
 
 func (l *kuiPageLog) record(ev any) {
@@ -215,6 +217,7 @@ func (l *kuiPageLog) record(ev any) {
 		}
 	case *network.EventRequestWillBeSent:
 		l.urls[e.RequestID] = e.Request.URL
+		l.requested = append(l.requested, e.Request.URL)
 	case *network.EventResponseReceived:
 		l.outcomes[e.Response.URL] = append(l.outcomes[e.Response.URL], strconv.FormatInt(e.Response.Status, 10))
 	case *network.EventLoadingFailed:
@@ -238,6 +241,13 @@ func (l *kuiPageLog) Errors() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.errors...)
+}
+
+// Requested returns every URL requested so far, redirect hops included.
+func (l *kuiPageLog) Requested() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.requested...)
 }
 
 // Outcomes returns the outcomes of the requests for rawURL so far: the

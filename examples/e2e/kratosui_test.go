@@ -255,10 +255,16 @@ func kuiRightPassword(t *testing.T, tab context.Context, pages *kuiPageLog, krat
 }
 
 // Step 4: the logout link: authflow ends the session and sends the browser
-// to /welcome, which without a session starts a new login.
+// to the after-logout URL, the UI's login page, as the reference UI
+// expects when Kratos is configured so (not by way of /welcome).
 func kuiLogout(t *testing.T, tab context.Context, pages *kuiPageLog, kratos, ui string) {
+	before := len(pages.Requested())
 	u := browserNavigate(t, tab, "click the logout link", chromedp.Click(chromedp.CSS(kuiLogoutLink)))
 	kuiCheckLoginCard(t, tab, kratos, kuiFlowID(t, ui, u))
+	hops := pages.Requested()[before:]
+	require.GreaterOrEqual(t, len(hops), 2, "the logout and where it led: %q", hops)
+	assert.True(t, strings.HasPrefix(hops[0], kratos+"/self-service/logout?token="), "first the logout: %q", hops)
+	assert.Equal(t, ui+"/login", hops[1], "then the UI's login page, not by way of /welcome: %q", hops)
 	assert.NotContains(t, browserCookies(t, tab, kratos+"/"), "authflow_session", "the logout removes the session cookie")
 	kuiCheckPage(t, tab, pages, kratos, "login page after the logout")
 
