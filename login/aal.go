@@ -37,16 +37,19 @@ func (h *Handler) stepUpURL(returnTo string) string {
 // offer that method (Method.Nodes is the one place that decides; Kratos
 // offers WebAuthn to browser flows only, yet counts it as a second factor
 // for every session).
-func (h *Handler) hasSecondFactor(ctx context.Context, id *session.Identity) (bool, error) {
+func (h *Handler) hasSecondFactor(ctx context.Context, id *session.Identity, creds []session.Credential) (bool, error) {
 	if len(h.secondFactors) == 0 {
 		return false, nil
 	}
-	creds, err := h.cfg.IdentityStore.Credentials(ctx, id.ID)
-	if errors.Is(err, session.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("load credentials: %w", err)
+	if creds == nil { // not loaded with the session
+		var err error
+		creds, err = h.cfg.IdentityStore.Credentials(ctx, id.ID)
+		if errors.Is(err, session.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("load credentials: %w", err)
+		}
 	}
 	req := &FlowRequest{Flow: &flow.Flow{Type: flow.TypeBrowser, RequestedAAL: flow.AAL2, State: flow.StateChooseMethod}, Identity: id, Credentials: creds, h: h}
 	for _, m := range h.secondFactors {
@@ -65,10 +68,16 @@ func (h *Handler) hasSecondFactor(ctx context.Context, id *session.Identity) (bo
 // of Config.RequiredAAL: under RequireHighestAvailable, an aal1 session of
 // an identity that has a second factor.
 func (h *Handler) needsStepUp(ctx context.Context, aal string, id *session.Identity) (bool, error) {
+	return h.needsStepUpWith(ctx, aal, id, nil)
+}
+
+// needsStepUpWith is needsStepUp with the identity's credentials when they
+// are at hand (nil: they are loaded if needed).
+func (h *Handler) needsStepUpWith(ctx context.Context, aal string, id *session.Identity, creds []session.Credential) (bool, error) {
 	if h.cfg.RequiredAAL != RequireHighestAvailable || aal == flow.AAL2 || len(h.secondFactors) == 0 {
 		return false, nil
 	}
-	return h.hasSecondFactor(ctx, id)
+	return h.hasSecondFactor(ctx, id, creds)
 }
 
 // aalRequired is a session below the required AAL: 403

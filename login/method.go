@@ -282,6 +282,12 @@ type Result struct {
 	// the flow as the contract answers a step: 400 with the flow, or a 303
 	// to the login UI for forms.
 	Step *Step
+	// Credentials are all of Identity's credentials when the method has
+	// them at hand (it loaded them with the identity, see
+	// IdentityCredentialsFinder); the handler then judges whether the
+	// identity has a second factor from them instead of loading them.
+	// Nil means not loaded.
+	Credentials []session.Credential
 	// AfterLogin, when set, runs after the session is issued, best-effort:
 	// its error is logged and never fails the login (the password method
 	// re-hashes here).

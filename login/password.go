@@ -211,7 +211,7 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 	}
 	secret := []byte(f.Password)
 
-	id, cred, err := s.Identities.FindIdentity(ctx, session.CredentialPassword, identifier)
+	id, cred, all, err := findIdentity(ctx, s.Identities, session.CredentialPassword, identifier)
 	if errors.Is(err, session.ErrNotFound) {
 		if err := m.compareDummy(ctx, secret); err != nil {
 			return nil, err
@@ -238,11 +238,21 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 		}
 		return nil, invalid()
 	}
-	res := &Result{Identity: id, Method: session.AuthenticationMethod{Method: m.ID(), AAL: flow.AAL1}}
+	res := &Result{Identity: id, Method: session.AuthenticationMethod{Method: m.ID(), AAL: flow.AAL1}, Credentials: all}
 	if m.hasher.NeedsRehash(hashed) {
 		res.AfterLogin = func(ctx context.Context) error { return m.rehash(ctx, s.Identities, id.ID, cred, secret) }
 	}
 	return res, nil
+}
+
+// findIdentity is ids.FindIdentity, with all of the identity's credentials
+// when the store can return them in the same step (nil otherwise).
+func findIdentity(ctx context.Context, ids IdentityStore, typ session.CredentialType, identifier string) (*session.Identity, *session.Credential, []session.Credential, error) {
+	if f, ok := ids.(IdentityCredentialsFinder); ok {
+		return f.FindIdentityWithCredentials(ctx, typ, identifier)
+	}
+	id, cred, err := ids.FindIdentity(ctx, typ, identifier)
+	return id, cred, nil, err
 }
 
 // hashedPassword returns the hash in a password credential's

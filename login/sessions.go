@@ -19,6 +19,9 @@ type current struct {
 	rec      *session.Record
 	identity *session.Identity
 	token    string
+	// creds are the identity's credentials when the session was loaded
+	// with them (SessionIdentityLoader); nil otherwise.
+	creds []session.Credential
 }
 
 // sessionToken returns the session token a request presents, checked in
@@ -45,6 +48,21 @@ func (h *Handler) currentSession(ctx context.Context, r *http.Request) (*current
 	token := h.sessionToken(r)
 	if token == "" {
 		return nil, nil
+	}
+	if loader, ok := h.cfg.SessionStore.(SessionIdentityLoader); ok {
+		rec, id, creds, err := loader.SessionWithIdentity(ctx, hashToken(token))
+		switch {
+		case errors.Is(err, session.ErrNotFound):
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("load session: %w", err)
+		case !rec.Valid(h.now()) || id == nil || !id.Active():
+			return nil, nil
+		}
+		if creds == nil {
+			creds = []session.Credential{}
+		}
+		return &current{rec: rec, identity: id, token: token, creds: creds}, nil
 	}
 	rec, err := h.cfg.SessionStore.SessionByToken(ctx, hashToken(token))
 	if errors.Is(err, session.ErrNotFound) {
@@ -132,7 +150,7 @@ func (h *Handler) whoami(x *exchange) (*response, error) {
 // checkAAL refuses a session below Config.RequiredAAL with an
 // *aalRequired naming the step-up URL.
 func (h *Handler) checkAAL(ctx context.Context, cur *current) error {
-	short, err := h.needsStepUp(ctx, cur.aal(), cur.identity)
+	short, err := h.needsStepUpWith(ctx, cur.aal(), cur.identity, cur.creds)
 	if err != nil {
 		return err
 	}

@@ -123,6 +123,34 @@ type FlowSessionCompleter interface {
 	CompleteFlowWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool, now time.Time) error
 }
 
+// IdentityCredentialsFinder is an optional capability of an IdentityStore:
+// FindIdentity that also returns every credential of the identity, in one
+// step, so that a login knows whether the identity has a second factor
+// without another lookup. The password method uses it when the
+// IdentityStore implements it.
+type IdentityCredentialsFinder interface {
+	// FindIdentityWithCredentials returns what FindIdentity returns and,
+	// in the same step, all of the identity's credentials (that one
+	// included), or session.ErrNotFound.
+	FindIdentityWithCredentials(ctx context.Context, typ session.CredentialType, identifier string) (*session.Identity, *session.Credential, []session.Credential, error)
+}
+
+// SessionIdentityLoader is an optional capability of a SessionStore whose
+// backend also holds the identities: it loads a session with its identity
+// and the identity's credentials in one step, so that checking a session
+// (whoami, Middleware, RequireSession), including whether it still needs
+// its second factor, is one round trip. The handler uses it when the
+// SessionStore implements it; otherwise it asks the SessionStore and the
+// IdentityStore in turn.
+type SessionIdentityLoader interface {
+	// SessionWithIdentity returns the session whose token hash is
+	// tokenHash (revoked or expired ones included, as SessionByToken),
+	// its identity and the identity's credentials (an empty list when it
+	// has none). session.ErrNotFound if there is no such session; a
+	// session whose identity is gone returns a nil identity.
+	SessionWithIdentity(ctx context.Context, tokenHash string) (*session.Record, *session.Identity, []session.Credential, error)
+}
+
 // Compile-time proof that the in-memory stores implement the interfaces.
 var (
 	_ FlowStore     = (*flow.MemoryStore)(nil)

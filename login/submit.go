@@ -520,7 +520,7 @@ func (h *Handler) complete(x *exchange, rec *flow.Record, cur *current, res *Res
 	wire := h.wireSession(s, res.Identity)
 	// 16. A session that still needs its second factor (CONTRACT-AAL §8)
 	// is issued, but the client is sent on to the step-up.
-	short, err := h.needsStepUp(ctx, s.Session.AAL, res.Identity)
+	short, err := h.needsStepUpWith(ctx, s.Session.AAL, res.Identity, res.Credentials)
 	if err != nil {
 		// The session is issued; whoami and RequireSession check the AAL
 		// again, so answering the login as complete opens nothing.

@@ -56,9 +56,19 @@ func encodeFlow(rec *flow.Record, state flow.State) (flowRow, error) {
 	}, nil
 }
 
+// asyncCommit, as a FROM item of a statement that runs in its own
+// implicit transaction, makes that transaction commit without waiting for
+// its WAL to reach the disk (synchronous_commit off, local to the
+// transaction): flows and throttling counters are disposable, so a
+// database crash may lose their last fraction of a second, but sessions,
+// identities and credentials, written by other statements, stay durable.
+// The statement answers as soon as its write is visible to every other
+// connection, which is all the handler's checks need.
+const asyncCommit = `(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit`
+
 var sqlCreateFlow = query("CreateFlow", `
 INSERT INTO authflow_flows (id, type, state, version, expires_at, csrf_token_hash, session_id, method_state, record, updated_at)
-VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9)`)
+SELECT $1::uuid, $2::text, $3::text, 1, $4::timestamptz, $5::text, $6::text, $7::json, $8::json, $9::timestamptz FROM `+asyncCommit)
 
 // CreateFlow implements login.FlowStore.
 func (s *Store) CreateFlow(ctx context.Context, rec *flow.Record) error {
@@ -118,7 +128,7 @@ WITH upd AS (
 	WHERE id = $1 AND version = $2
 	RETURNING version
 )
-SELECT (SELECT version FROM upd), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1)`)
+SELECT (SELECT version FROM upd), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1) FROM `+asyncCommit)
 
 // UpdateFlow implements login.FlowStore: the row is replaced only while
 // its version is rec.Version.

@@ -192,6 +192,62 @@ func (s *Store) FindIdentity(ctx context.Context, typ session.CredentialType, id
 	return id, c, nil
 }
 
+var sqlFindIdentityWithCredentials = query("FindIdentityWithCredentials", `
+SELECT `+identityColumns+`, c.type, c.identifiers, c.config, c.version
+FROM authflow_credential_identifiers ci
+JOIN authflow_identities i ON i.id = ci.identity_id
+JOIN authflow_credentials c ON c.identity_id = ci.identity_id
+WHERE ci.type = $1 AND ci.identifier = $2
+ORDER BY c.type`)
+
+// FindIdentityWithCredentials implements login.IdentityCredentialsFinder:
+// FindIdentity's lookup joined with all of the identity's credentials
+// (ordered by type), in one statement.
+func (s *Store) FindIdentityWithCredentials(ctx context.Context, typ session.CredentialType, identifier string) (*session.Identity, *session.Credential, []session.Credential, error) {
+	if !storable(string(typ)) || !storable(identifier) {
+		return nil, nil, nil, session.ErrNotFound
+	}
+	rows, err := s.pool.Query(ctx, sqlFindIdentityWithCredentials, string(typ), identifier)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("pgstore: find identity: %w", err)
+	}
+	defer rows.Close()
+	var (
+		id    *session.Identity
+		creds []session.Credential
+	)
+	for rows.Next() {
+		var (
+			state   string
+			changed *time.Time
+			updated time.Time
+			record  []byte
+			c       session.Credential
+			ctype   string
+			config  []byte
+		)
+		if err := rows.Scan(&state, &changed, &updated, &record, &ctype, &c.Identifiers, &config, &c.Version); err != nil {
+			return nil, nil, nil, fmt.Errorf("pgstore: find identity: %w", err)
+		}
+		if id == nil { // the identity's columns repeat on every row
+			if id, err = decodeIdentity(state, changed, updated, record); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		c.Type, c.Config = session.CredentialType(ctype), config
+		creds = append(creds, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, fmt.Errorf("pgstore: find identity: %w", err)
+	}
+	for i := range creds {
+		if creds[i].Type == typ {
+			return id, creds[i].Clone(), creds, nil
+		}
+	}
+	return nil, nil, nil, session.ErrNotFound
+}
+
 var sqlCredentials = query("Credentials", `
 SELECT c.type, c.identifiers, c.config, c.version
 FROM authflow_identities i LEFT JOIN authflow_credentials c ON c.identity_id = i.id

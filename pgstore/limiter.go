@@ -58,7 +58,7 @@ var _ login.Limiter = (*Limiter)(nil)
 
 var sqlLimiterReserve = query("Limiter.Reserve", `
 SELECT authflow_limiter_reserve($1::text, $2::text, $3::timestamptz, $4::integer, $5::interval[],
-	$6::interval, $7::interval, $8::integer, $9::interval, $10::interval)`)
+	$6::interval, $7::interval, $8::integer, $9::interval, $10::interval) FROM `+asyncCommit)
 
 // Reserve implements login.Limiter in one round trip: the decision and the
 // count are one statement (see authflow_limiter_reserve), judged at
@@ -76,7 +76,7 @@ func (l *Limiter) Reserve(ctx context.Context, key login.LimitKey) (time.Duratio
 }
 
 var sqlLimiterRelease = query("Limiter.Release", `
-SELECT authflow_limiter_release($1::text, $2::text)`)
+SELECT authflow_limiter_release($1::text, $2::text) FROM `+asyncCommit)
 
 // Release implements login.Limiter: one failure fewer for the pair
 // (removing its row when none is left; the time of its last failure stays,
@@ -111,7 +111,7 @@ WITH cleared AS (
 		sweep_at = greatest(t.sweep_at, excluded.sweep_at)
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM cleared), (SELECT count(*) FROM released), (SELECT count(*) FROM trusted)`)
+SELECT (SELECT count(*) FROM cleared), (SELECT count(*) FROM released), (SELECT count(*) FROM trusted) FROM `+asyncCommit)
 
 // Success implements login.Limiter: it clears the pair's failures (the
 // attempt's reservation included), takes the reservation back from the

@@ -101,6 +101,78 @@ func (s *Store) SessionByToken(ctx context.Context, tokenHash string) (*session.
 	return s.oneSession(ctx, sqlSessionByToken, tokenHash)
 }
 
+var sqlSessionWithIdentity = query("SessionWithIdentity", `
+SELECT s.id::text, s.identity_id, s.token_hash, s.active, s.record,
+	i.id IS NOT NULL, i.state, i.state_changed_at, i.updated_at, i.record,
+	c.type, c.identifiers, c.config, c.version
+FROM authflow_sessions s
+LEFT JOIN authflow_identities i ON i.id = s.identity_id
+LEFT JOIN authflow_credentials c ON c.identity_id = i.id
+WHERE s.token_hash = $1
+ORDER BY c.type`)
+
+// SessionWithIdentity implements login.SessionIdentityLoader: the session
+// of tokenHash, its identity and the identity's credentials (ordered by
+// type), in one statement, so that checking a session is one round trip.
+func (s *Store) SessionWithIdentity(ctx context.Context, tokenHash string) (*session.Record, *session.Identity, []session.Credential, error) {
+	if !storable(tokenHash) {
+		return nil, nil, nil, session.ErrNotFound
+	}
+	rows, err := s.pool.Query(ctx, sqlSessionWithIdentity, tokenHash)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("pgstore: read session: %w", err)
+	}
+	defer rows.Close()
+	var (
+		rec   *session.Record
+		id    *session.Identity
+		creds = []session.Credential{}
+	)
+	for rows.Next() {
+		var (
+			sessionID, identityID, hash string
+			active, hasIdentity         bool
+			sessionRecord               []byte
+			state                       *string
+			changed, updated            *time.Time
+			identityRecord              []byte
+			typ                         *string
+			identifiers                 []string
+			config                      []byte
+			version                     *int64
+		)
+		if err := rows.Scan(&sessionID, &identityID, &hash, &active, &sessionRecord,
+			&hasIdentity, &state, &changed, &updated, &identityRecord,
+			&typ, &identifiers, &config, &version); err != nil {
+			return nil, nil, nil, fmt.Errorf("pgstore: read session: %w", err)
+		}
+		if rec == nil { // the session and identity columns repeat on every row
+			rec = &session.Record{IdentityID: identityID, TokenHash: hash}
+			if err := json.Unmarshal(sessionRecord, &rec.Session); err != nil {
+				return nil, nil, nil, fmt.Errorf("pgstore: decode session %s: %w", sessionID, err)
+			}
+			rec.Session.ID = sessionID
+			rec.Session.Active = active
+			rec.Session.Identity = nil
+			if hasIdentity {
+				if id, err = decodeIdentity(*state, changed, *updated, identityRecord); err != nil {
+					return nil, nil, nil, err
+				}
+			}
+		}
+		if typ != nil {
+			creds = append(creds, session.Credential{Type: session.CredentialType(*typ), Identifiers: identifiers, Config: config, Version: *version})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, fmt.Errorf("pgstore: read session: %w", err)
+	}
+	if rec == nil {
+		return nil, nil, nil, session.ErrNotFound
+	}
+	return rec, id, creds, nil
+}
+
 var sqlSession = query("Session", `
 SELECT `+sessionColumns+` FROM authflow_sessions WHERE id = $1`)
 

@@ -58,10 +58,12 @@ func New(pool *pgxpool.Pool) *Store {
 
 // Compile-time proof of the interfaces.
 var (
-	_ login.FlowStore            = (*Store)(nil)
-	_ login.SessionStore         = (*Store)(nil)
-	_ login.IdentityStore        = (*Store)(nil)
-	_ login.FlowSessionCompleter = (*Store)(nil)
+	_ login.FlowStore                 = (*Store)(nil)
+	_ login.SessionStore              = (*Store)(nil)
+	_ login.IdentityStore             = (*Store)(nil)
+	_ login.FlowSessionCompleter      = (*Store)(nil)
+	_ login.SessionIdentityLoader     = (*Store)(nil)
+	_ login.IdentityCredentialsFinder = (*Store)(nil)
 )
 
 // PostgreSQL error codes the stores translate.
