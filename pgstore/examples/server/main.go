@@ -23,6 +23,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -75,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logger *s
 		return usageError{errors.New("-postgres is required: the PostgreSQL connection string")}
 	}
 
-	pool, err := pgxpool.New(ctx, *dsn)
+	pool, err := newPool(ctx, *dsn)
 	if err != nil {
 		return fmt.Errorf("-postgres: %w", err)
 	}
@@ -131,4 +133,20 @@ func sweep(ctx context.Context, st *pgstore.Store, logger *slog.Logger) {
 		case <-t.C:
 		}
 	}
+}
+
+// newPool connects to dsn. Unless the DSN sets pool_max_conns, the pool
+// grows to four connections per CPU (at least eight): a login waits on the
+// database for most of its time, so more logins than CPUs are in flight
+// at once, and pgxpool's default (the number of CPUs, at least four)
+// would queue them.
+func newPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = int32(max(8, 4*runtime.NumCPU()))
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
 }
