@@ -245,17 +245,20 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 	if err != nil {
 		return nil, invalid(err)
 	}
+	return m.rp.verified(ctx, s, identity, CredentialPasskey, key, session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL1})
+}
+
+// verified is the Result of a key that verified: the login, unless
+// Config.RefuseClonedKeys refuses the key, with what the login learnt
+// about the key recorded after it (recordUse).
+func (rp *relyingParty) verified(ctx context.Context, s *login.Submission, identity *session.Identity, typ session.CredentialType, key *webauthn.Credential, method session.AuthenticationMethod) (*login.Result, error) {
 	after := func(ctx context.Context) error {
-		return recordUse(ctx, s.Identities, identity.ID, CredentialPasskey, key)
+		return recordUse(ctx, s.Identities, identity.ID, typ, key)
 	}
-	if err := m.rp.refuseClone(ctx, key, after); err != nil {
+	if err := rp.refuseClone(ctx, key, after); err != nil {
 		return nil, err
 	}
-	return &login.Result{
-		Identity:   identity,
-		Method:     session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL1},
-		AfterLogin: after,
-	}, nil
+	return &login.Result{Identity: identity, Method: method, AfterLogin: after}, nil
 }
 
 // noKey is the answer to a user handle no identity has (4000015); it

@@ -278,17 +278,7 @@ func (m *WebAuthn) Authenticate(ctx context.Context, s *login.Submission) (*logi
 	if err != nil {
 		return nil, invalid(err)
 	}
-	after := func(ctx context.Context) error {
-		return recordUse(ctx, s.Identities, identity.ID, CredentialWebAuthn, key)
-	}
-	if err := m.rp.refuseClone(ctx, key, after); err != nil {
-		return nil, err
-	}
-	return &login.Result{
-		Identity:   identity,
-		Method:     session.AuthenticationMethod{Method: WebAuthnID, AAL: m.AAL()},
-		AfterLogin: after,
-	}, nil
+	return m.rp.verified(ctx, s, identity, CredentialWebAuthn, key, session.AuthenticationMethod{Method: WebAuthnID, AAL: m.AAL()})
 }
 
 // renew makes the successor of a burnt challenge: for the same user
