@@ -17,8 +17,9 @@ import (
 )
 
 // Method is a way to log in, such as the built-in password method. The
-// handler picks the method whose ID equals the submitted "method" field and
-// drives it through the submit pipeline: Validate (field checks), then,
+// handler picks the method whose ID equals the submitted "method" field
+// (without one, a FieldSelected method by a field of its own) and drives
+// it through the submit pipeline: Validate (field checks), then,
 // after the handler's CSRF check, Authenticate. A method computes values and
 // errors; it never writes the response.
 //
