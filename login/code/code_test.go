@@ -67,7 +67,7 @@ func TestHashKeyShared(t *testing.T) {
 			e2.h = h
 			e2.srv = newServer(t, h)
 			r := e2.enter(c, f.ID, alice, right)
-			assert.Equal(t, tc.want, r.status, "body: %s", r.body)
+			assert.Equal(t, tc.want, r.Status, "body: %s", r.Body)
 		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/authflow/authflow/courier"
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/code"
@@ -175,13 +175,7 @@ type client struct {
 }
 
 func (e *env) newClient(jar bool, ip string) *client {
-	c := &http.Client{CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
-	if jar {
-		j, err := cookiejar.New(nil)
-		require.NoError(e.t, err)
-		c.Jar = j
-	}
-	return &client{c: c, ip: ip}
+	return &client{c: testhttp.Client(e.t, e.srv.Client().Transport, jar), ip: ip}
 }
 
 // api returns a client without cookies, from 192.0.2.1.
@@ -190,89 +184,41 @@ func (e *env) api() *client { return e.newClient(false, "192.0.2.1") }
 // browser returns a client with a cookie jar, from 192.0.2.1.
 func (e *env) browser() *client { return e.newClient(true, "192.0.2.1") }
 
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// result is a response with its body read.
-type result struct {
-	status int
-	header http.Header
-	body   []byte
-	resp   *http.Response
-}
+// result is an answer with its body read.
+type result = testhttp.Result
 
 // do sends a request; path is relative to the public URL.
 func (e *env) do(c *client, method, path string, body io.Reader, header map[string]string) *result {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, body)
-	require.NoError(e.t, err)
-	req.Header.Set("X-Forwarded-For", c.ip)
+	h := map[string]string{"X-Forwarded-For": c.ip}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		h[k] = v
 	}
-	resp, err := c.c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return &result{status: resp.StatusCode, header: resp.Header, body: b, resp: resp}
-}
-
-func (r *result) json(t testing.TB) map[string]any {
-	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal(r.body, &v), "body: %s", r.body)
-	return v
-}
-
-func (r *result) flow(t testing.TB) flow.Flow {
-	t.Helper()
-	var f flow.Flow
-	require.NoError(t, json.Unmarshal(r.body, &f), "body: %s", r.body)
-	require.NotEmpty(t, f.ID, "body: %s", r.body)
-	return f
-}
-
-func (r *result) cookie(name string) *http.Cookie {
-	for _, c := range r.resp.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-// errorID asserts an error envelope of status and returns its error.id.
-func (r *result) errorID(t testing.TB, status int) string {
-	t.Helper()
-	require.Equal(t, status, r.status, "body: %s", r.body)
-	env, ok := r.json(t)["error"].(map[string]any)
-	require.True(t, ok, "not an error envelope: %s", r.body)
-	id, _ := env["id"].(string)
-	return id
+	return testhttp.Do(e.t, c.c, method, e.srv.URL+path, body, h)
 }
 
 // apiFlow creates an API flow.
 func (e *env) apiFlow(c *client) flow.Flow {
 	e.t.Helper()
 	r := e.do(c, http.MethodGet, "/self-service/login/api", nil, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // browserFlow creates a browser flow (JSON answer, as an SPA does).
 func (e *env) browserFlow(c *client) flow.Flow {
 	e.t.Helper()
 	r := e.do(c, http.MethodGet, "/self-service/login/browser", nil, map[string]string{"Accept": "application/json"})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // fetch returns the stored flow as the UI fetches it.
 func (e *env) fetch(c *client, id string) flow.Flow {
 	e.t.Helper()
 	r := e.do(c, http.MethodGet, "/self-service/login/flows?id="+id, nil, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // submitJSON posts body as JSON to the flow.
@@ -316,8 +262,8 @@ func (e *env) sentCode(c *client, address string) (flow.Flow, string) {
 	e.t.Helper()
 	f := e.apiFlow(c)
 	r := e.send(c, f.ID, address)
-	require.Equal(e.t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	require.Equal(e.t, flow.StateSentEmail, r.flow(e.t).State)
+	require.Equal(e.t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	require.Equal(e.t, flow.StateSentEmail, r.Flow(e.t).State)
 	return f, e.nextCode(address)
 }
 

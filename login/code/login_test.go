@@ -38,7 +38,7 @@ func TestNodes(t *testing.T) {
 		} `json:"ui"`
 	}
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api", nil, nil)
-	require.NoError(t, json.Unmarshal(r.body, &raw))
+	require.NoError(t, json.Unmarshal(r.Body, &raw))
 	assert.JSONEq(t, `{"type":"input","group":"code","attributes":{"name":"method","type":"submit","value":"code","disabled":false,"node_type":"input"},"messages":[],
 		"meta":{"label":{"id":1010015,"text":"Send sign in code","type":"info"}}}`, string(raw.UI.Nodes[2]))
 
@@ -54,12 +54,12 @@ func TestNodes(t *testing.T) {
 	// method offers nothing there and refuses submissions.
 	tok := e.apiLogin(alice)
 	r = e.do(e.api(), http.MethodGet, "/self-service/login/api?refresh=true", nil, map[string]string{"X-Session-Token": tok})
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	refresh := r.flow(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	refresh := r.Flow(t)
 	assert.NotContains(t, nodeKeys(refresh), "code/method/submit=code")
 	r = e.do(e.api(), http.MethodPost, "/self-service/login?flow="+refresh.ID, strings.NewReader(`{"method":"code","identifier":"alice@example.com"}`),
 		map[string]string{"Content-Type": "application/json", "X-Session-Token": tok})
-	assert.Equal(t, []int{flow.IDNoMethod}, messageIDs(r.flow(t)))
+	assert.Equal(t, []int{flow.IDNoMethod}, messageIDs(r.Flow(t)))
 }
 
 // apiLogin logs address in by code through an API flow and returns the
@@ -69,8 +69,8 @@ func (e *env) apiLogin(address string) string {
 	c := e.api()
 	f, got := e.sentCode(c, address)
 	r := e.enter(c, f.ID, address, got)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	tok, _ := r.json(e.t)["session_token"].(string)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	tok, _ := r.JSON(e.t)["session_token"].(string)
 	require.NotEmpty(e.t, tok)
 	return tok
 }
@@ -133,13 +133,13 @@ func TestSendAndLogin(t *testing.T) {
 		c := e.api()
 		f := e.apiFlow(c)
 		r := e.send(c, f.ID, "  Alice@Example.COM ")
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		assertSent(t, r.body, false)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		assertSent(t, r.Body, false)
 		got := e.nextCode(alice)
 
 		r = e.enter(c, f.ID, alice, got)
-		require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-		body := r.json(t)
+		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+		body := r.JSON(t)
 		assert.NotEmpty(t, body["session_token"])
 		assert.Nil(t, body["continue_with"])
 		s := body["session"].(map[string]any)
@@ -147,7 +147,7 @@ func TestSendAndLogin(t *testing.T) {
 		assert.Equal(t, "aal1", s["authenticator_assurance_level"])
 		assert.Equal(t, e.ids[alice].ID, s["identity"].(map[string]any)["id"])
 		who := e.do(c, http.MethodGet, "/sessions/whoami", nil, map[string]string{"X-Session-Token": body["session_token"].(string)})
-		assert.Equal(t, http.StatusOK, who.status, "body: %s", who.body)
+		assert.Equal(t, http.StatusOK, who.Status, "body: %s", who.Body)
 		assert.Equal(t, flow.StatePassedChallenge, e.fetch(c, f.ID).State)
 	})
 	t.Run("spa", func(t *testing.T) {
@@ -155,39 +155,39 @@ func TestSendAndLogin(t *testing.T) {
 		c := e.browser()
 		f := e.browserFlow(c)
 		r := e.submitJSON(c, f.ID, map[string]any{"method": "code", "identifier": alice, "csrf_token": csrfToken(f)})
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		step := assertSent(t, r.body, true)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		step := assertSent(t, r.Body, true)
 		got := e.nextCode(alice)
 
 		r = e.submitJSON(c, f.ID, map[string]any{"method": "code", "identifier": alice, "code": got, "csrf_token": csrfToken(step)})
-		require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-		body := r.json(t)
+		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+		body := r.JSON(t)
 		assert.Nil(t, body["session_token"])
 		assert.Equal(t, []any{map[string]any{"action": "redirect_browser_to", "redirect_browser_to": defaultReturn}}, body["continue_with"])
 		assert.Equal(t, []string{"code/aal1"}, methodsOf(t, body["session"].(map[string]any)))
-		require.NotNil(t, r.cookie(sessionCookie))
+		require.NotNil(t, r.Cookie(sessionCookie))
 		who := e.do(c, http.MethodGet, "/sessions/whoami", nil, nil)
-		assert.Equal(t, http.StatusOK, who.status, "the cookie signs the browser in")
+		assert.Equal(t, http.StatusOK, who.Status, "the cookie signs the browser in")
 	})
 	t.Run("form", func(t *testing.T) {
 		e := newEnv(t)
 		c := e.browser()
 		f := e.browserFlow(c)
 		r := e.submitForm(c, f.ID, url.Values{"method": {"code"}, "identifier": {alice}, "code": {"123456"}, "csrf_token": {csrfToken(f)}})
-		require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-		assert.Equal(t, loginUI+"?flow="+f.ID, r.header.Get("Location"))
+		require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+		assert.Equal(t, loginUI+"?flow="+f.ID, r.Header.Get("Location"))
 		fetched := e.do(c, http.MethodGet, "/self-service/login/flows?id="+f.ID, nil, nil)
-		step := assertSent(t, fetched.body, true)
+		step := assertSent(t, fetched.Body, true)
 		got := e.nextCode(alice)
 		assert.NotEqual(t, "123456", got, "a code submitted with the send step is ignored")
 
 		r = e.submitForm(c, f.ID, url.Values{"method": {"code"}, "identifier": {alice}, "code": {got}, "csrf_token": {csrfToken(step)}})
-		require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-		assert.Equal(t, defaultReturn, r.header.Get("Location"))
-		require.NotNil(t, r.cookie(sessionCookie))
+		require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+		assert.Equal(t, defaultReturn, r.Header.Get("Location"))
+		require.NotNil(t, r.Cookie(sessionCookie))
 		who := e.do(c, http.MethodGet, "/sessions/whoami", nil, nil)
-		require.Equal(t, http.StatusOK, who.status)
-		assert.Equal(t, []string{"code/aal1"}, methodsOf(t, who.json(t)))
+		require.Equal(t, http.StatusOK, who.Status)
+		assert.Equal(t, []string{"code/aal1"}, methodsOf(t, who.JSON(t)))
 	})
 }
 
@@ -218,8 +218,8 @@ func TestCodeStepErrors(t *testing.T) {
 			body := tc.body(right)
 			body["method"], body["identifier"] = "code", alice
 			r := e.submitJSON(c, f.ID, body)
-			require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-			got := r.flow(t)
+			require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+			got := r.Flow(t)
 			assert.Equal(t, flow.StateSentEmail, got.State)
 			assert.Equal(t, tc.flowMsg, messageIDs(got))
 			for name, ids := range tc.nodeMsgs {
@@ -234,7 +234,7 @@ func TestCodeStepErrors(t *testing.T) {
 			}
 			if tc.advance == 0 {
 				r = e.enter(c, f.ID, alice, right)
-				assert.Equal(t, http.StatusOK, r.status, "the right code still works: %s", r.body)
+				assert.Equal(t, http.StatusOK, r.Status, "the right code still works: %s", r.Body)
 			}
 		})
 	}
@@ -251,9 +251,9 @@ func TestCodeOfAnotherFlow(t *testing.T) {
 		t.Skip("the two codes coincide (one chance in a million)")
 	}
 	r := e.enter(c, f2.ID, alice, code1)
-	assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.flow(t)))
+	assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.Flow(t)))
 	r = e.enter(c, f1.ID, alice, code1)
-	assert.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // The send step validates the identifier as the password method does
@@ -280,8 +280,8 @@ func TestSendStepValidation(t *testing.T) {
 				body["identifier"] = tc.identifier
 			}
 			r := e.submitJSON(c, f.ID, body)
-			require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-			got := r.flow(t)
+			require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+			got := r.Flow(t)
 			assert.Equal(t, flow.StateChooseMethod, got.State)
 			assert.Equal(t, tc.want, nodeMessageIDs(t, got, "identifier"))
 			if tc.want[0] == flow.IDMissing {
@@ -305,8 +305,8 @@ func TestUnknownAddress(t *testing.T) {
 	for _, address := range []string{alice, nobody, "not-an-address"} {
 		f := e.apiFlow(c)
 		r := e.send(c, f.ID, address)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		answers[address] = r.body
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		answers[address] = r.Body
 		states[address] = e.storedState(f.ID)
 		flows[address] = f
 	}
@@ -322,8 +322,8 @@ func TestUnknownAddress(t *testing.T) {
 
 	for _, guess := range []string{"000000", "123456", "999999"} {
 		r := e.enter(c, flows[nobody].ID, nobody, guess)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.flow(t)), "never 4000035")
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.Flow(t)), "never 4000035")
 	}
 	e.quiesce()
 	assert.Equal(t, 1, len(e.mail.Messages()), "only the known address gets mail")
@@ -356,22 +356,22 @@ func TestCodeStepIgnoresIdentifier(t *testing.T) {
 	c := e.api()
 	f, right := e.sentCode(c, alice)
 	r := e.enter(c, f.ID, bob, right)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	s := r.json(t)["session"].(map[string]any)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	s := r.JSON(t)["session"].(map[string]any)
 	assert.Equal(t, e.ids[alice].ID, s["identity"].(map[string]any)["id"], "alice, whose code it is, never bob")
 
 	// An unknown or missing identifier in the code step is ignored too.
 	f, right = e.sentCode(c, carol)
 	r = e.submitJSON(c, f.ID, map[string]any{"method": "code", "code": right})
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, e.ids[carol].ID, r.json(t)["session"].(map[string]any)["identity"].(map[string]any)["id"])
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, e.ids[carol].ID, r.JSON(t)["session"].(map[string]any)["identity"].(map[string]any)["id"])
 
 	// Bob's code in a flow sent to alice is wrong.
 	fa, codeA := e.sentCode(c, alice)
 	_, codeB := e.sentCode(c, bob)
 	if codeA != codeB {
 		r = e.enter(c, fa.ID, bob, codeB)
-		assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.flow(t)))
+		assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.Flow(t)))
 	}
 }
 
@@ -387,30 +387,30 @@ func TestSubmissionLimit(t *testing.T) {
 	f, right := e.sentCode(c, alice)
 	for range 4 {
 		r := e.enter(c, f.ID, alice, wrongCode(right))
-		require.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.flow(t)))
+		require.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.Flow(t)))
 	}
 	r := e.enter(c, f.ID, alice, right)
-	require.Equal(t, http.StatusOK, r.status, "the fifth submission is compared: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "the fifth submission is compared: %s", r.Body)
 
 	f, right = e.sentCode(c, alice)
 	for range 5 {
 		e.enter(c, f.ID, alice, wrongCode(right))
 	}
 	r = e.enter(c, f.ID, alice, right)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	got := r.flow(t)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	got := r.Flow(t)
 	require.Len(t, got.UI.Messages, 1)
 	assert.Equal(t, flow.IDGeneric, got.UI.Messages[0].ID)
 	assert.Equal(t, "The request was submitted too often. Please request another code.", got.UI.Messages[0].Text)
 	assertCodeNotEchoed(t, got)
 
 	r = e.resend(c, f.ID, alice)
-	require.Equal(t, http.StatusBadRequest, r.status)
-	assertSent(t, r.body, false)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+	assertSent(t, r.Body, false)
 	fresh := e.nextCode(alice)
 	assert.EqualValues(t, 5, e.storedState(f.ID)["submissions"], "a resend keeps the count")
 	r = e.enter(c, f.ID, alice, fresh)
-	assert.Equal(t, "The request was submitted too often. Please request another code.", r.flow(t).UI.Messages[0].Text, "the flow never logs in by code again")
+	assert.Equal(t, "The request was submitted too often. Please request another code.", r.Flow(t).UI.Messages[0].Text, "the flow never logs in by code again")
 }
 
 // resend=code mails a new code that replaces the previous one, and keeps
@@ -420,19 +420,19 @@ func TestResend(t *testing.T) {
 	c := e.api()
 	f, first := e.sentCode(c, alice)
 	r := e.enter(c, f.ID, alice, wrongCode(first))
-	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Equal(t, http.StatusBadRequest, r.Status)
 
 	r = e.submitJSON(c, f.ID, map[string]any{"method": "code", "identifier": bob, "resend": "code", "code": first})
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assertSent(t, r.body, false)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assertSent(t, r.Body, false)
 	second := e.nextCode(alice)
 	assert.EqualValues(t, 1, e.storedState(f.ID)["submissions"], "the count is kept")
 	if first != second {
 		r = e.enter(c, f.ID, alice, first)
-		assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.flow(t)), "the previous code stopped working")
+		assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.Flow(t)), "the previous code stopped working")
 	}
 	r = e.enter(c, f.ID, alice, second)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	e.quiesce()
 	assert.Zero(t, e.mailsTo(bob), "the resend goes to the flow's address, not the submitted one")
 }
@@ -444,7 +444,7 @@ func TestCompletedFlow(t *testing.T) {
 	c := e.api()
 	f, right := e.sentCode(c, alice)
 	r := e.enter(c, f.ID, alice, right)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 
 	for name, body := range map[string]map[string]any{
 		"same code":       {"method": "code", "identifier": alice, "code": right},
@@ -454,8 +454,8 @@ func TestCompletedFlow(t *testing.T) {
 		"identifier only": {"method": "code"},
 	} {
 		r := e.submitJSON(c, f.ID, body)
-		require.Equal(t, http.StatusBadRequest, r.status, "%s: %s", name, r.body)
-		got := r.flow(t)
+		require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", name, r.Body)
+		got := r.Flow(t)
 		assert.Equal(t, flow.StatePassedChallenge, got.State, name)
 		assert.Equal(t, []int{flow.IDAlreadyCompleted}, messageIDs(got), name)
 	}
@@ -463,18 +463,18 @@ func TestCompletedFlow(t *testing.T) {
 	b := e.browser()
 	bf := e.browserFlow(b)
 	r = e.submitForm(b, bf.ID, url.Values{"method": {"code"}, "identifier": {alice}, "csrf_token": {csrfToken(bf)}})
-	require.Equal(t, http.StatusSeeOther, r.status)
+	require.Equal(t, http.StatusSeeOther, r.Status)
 	bcode := e.nextCode(alice)
 	step := e.fetch(b, bf.ID)
 	r = e.submitForm(b, bf.ID, url.Values{"method": {"code"}, "code": {bcode}, "csrf_token": {csrfToken(step)}})
-	require.Equal(t, http.StatusSeeOther, r.status)
-	assert.Equal(t, defaultReturn, r.header.Get("Location"))
+	require.Equal(t, http.StatusSeeOther, r.Status)
+	assert.Equal(t, defaultReturn, r.Header.Get("Location"))
 	// Signed in, the browser would be sent on (already signed in); without
 	// its session it meets the completed flow.
 	e.dropCookie(b, sessionCookie)
 	r = e.submitForm(b, bf.ID, url.Values{"method": {"code"}, "resend": {"code"}, "csrf_token": {csrfToken(step)}})
-	require.Equal(t, http.StatusSeeOther, r.status)
-	assert.Equal(t, loginUI+"?flow="+bf.ID, r.header.Get("Location"))
+	require.Equal(t, http.StatusSeeOther, r.Status)
+	assert.Equal(t, loginUI+"?flow="+bf.ID, r.Header.Get("Location"))
 	stored, err := e.flows.Flow(context.Background(), bf.ID) // the login rotated the browser's CSRF cookie: the UI could not fetch it
 	require.NoError(t, err)
 	assert.Equal(t, []int{flow.IDAlreadyCompleted}, messageIDs(stored.Flow))
@@ -507,16 +507,16 @@ func TestConcurrentRightCodes(t *testing.T) {
 	}
 	ok := 0
 	for _, r := range results {
-		switch r.status {
+		switch r.Status {
 		case http.StatusOK:
 			ok++
 		case http.StatusBadRequest:
-			got := r.flow(t)
-			require.Len(t, got.UI.Messages, 1, "body: %s", r.body)
+			got := r.Flow(t)
+			require.Len(t, got.UI.Messages, 1, "body: %s", r.Body)
 			m := got.UI.Messages[0]
 			assert.True(t, m.ID == flow.IDAlreadyCompleted || m.Text == "The request was submitted too often. Please request another code.", "loser got %d %q", m.ID, m.Text)
 		default:
-			t.Errorf("status %d: %s", r.status, r.body)
+			t.Errorf("status %d: %s", r.Status, r.Body)
 		}
 	}
 	assert.Equal(t, 1, ok, "exactly one login")
@@ -536,23 +536,23 @@ func TestWrongCodesThrottled(t *testing.T) {
 	fb, codeB := e.sentCode(c, alice)
 	for range 2 {
 		r := e.enter(c, fb.ID, alice, wrongCode(codeB))
-		require.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.flow(t)))
+		require.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.Flow(t)))
 	}
 	r := e.enter(c, fb.ID, alice, codeB)
-	assert.Equal(t, autherrors.IDTooManyAttempts, r.errorID(t, http.StatusTooManyRequests))
-	assert.Equal(t, "1", r.header.Get("Retry-After"))
+	assert.Equal(t, autherrors.IDTooManyAttempts, r.WantError(t, http.StatusTooManyRequests))
+	assert.Equal(t, "1", r.Header.Get("Retry-After"))
 	assert.EqualValues(t, 2, e.storedState(fb.ID)["submissions"], "a throttled attempt reaches no code")
 
 	// The same holds for the browser's form, from the same network.
 	b := e.browser()
 	bf := e.browserFlow(b)
 	r = e.submitForm(b, bf.ID, url.Values{"method": {"code"}, "identifier": {alice}, "csrf_token": {csrfToken(bf)}})
-	require.Equal(t, http.StatusSeeOther, r.status)
+	require.Equal(t, http.StatusSeeOther, r.Status)
 	assert.Equal(t, []int{flow.IDTooManyAttempts}, messageIDs(e.fetch(b, bf.ID)), "even a send for the throttled address waits")
 
 	// Another address is not affected; after the delay the right code works.
 	other := e.newClient(false, "198.51.100.7")
-	assert.Equal(t, http.StatusOK, e.enter(other, fb.ID, alice, codeB).status, "another network is not throttled")
+	assert.Equal(t, http.StatusOK, e.enter(other, fb.ID, alice, codeB).Status, "another network is not throttled")
 }
 
 // Sends are limited per address and client network, per address from all
@@ -565,22 +565,22 @@ func TestSendLimits(t *testing.T) {
 			c := e.api()
 			for range 5 {
 				f := e.apiFlow(c)
-				require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, address).status)
+				require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, address).Status)
 			}
 			f := e.apiFlow(c)
 			r := e.send(c, f.ID, address)
-			assert.Equal(t, autherrors.IDTooManyAttempts, r.errorID(t, http.StatusTooManyRequests), address)
-			assert.Equal(t, "1", r.header.Get("Retry-After"))
+			assert.Equal(t, autherrors.IDTooManyAttempts, r.WantError(t, http.StatusTooManyRequests), address)
+			assert.Equal(t, "1", r.Header.Get("Retry-After"))
 			// A resend is a send.
 			r = e.resend(c, f.ID, address)
-			assert.Equal(t, http.StatusTooManyRequests, r.status)
+			assert.Equal(t, http.StatusTooManyRequests, r.Status)
 			// Another address from the same network, the same address from
 			// another network, and the same client after the delay may send.
-			assert.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, bob).status)
+			assert.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, bob).Status)
 			other := e.newClient(false, "198.51.100.7")
-			assert.Equal(t, http.StatusBadRequest, e.send(other, e.apiFlow(other).ID, address).status)
+			assert.Equal(t, http.StatusBadRequest, e.send(other, e.apiFlow(other).ID, address).Status)
 			e.clock.Advance(2 * time.Second)
-			assert.Equal(t, http.StatusBadRequest, e.send(c, f.ID, address).status)
+			assert.Equal(t, http.StatusBadRequest, e.send(c, f.ID, address).Status)
 			e.quiesce()
 			if address == alice {
 				assert.Equal(t, 7, e.mailsTo(alice))
@@ -595,31 +595,31 @@ func TestSendLimits(t *testing.T) {
 			c := e.newClient(false, ip)
 			r := e.send(c, e.apiFlow(c).ID, carol)
 			if i < 3 {
-				assert.Equal(t, http.StatusBadRequest, r.status)
+				assert.Equal(t, http.StatusBadRequest, r.Status)
 				continue
 			}
-			assert.Equal(t, autherrors.IDTooManyAttempts, r.errorID(t, http.StatusTooManyRequests), "a mailbox gets a bounded number of codes")
+			assert.Equal(t, autherrors.IDTooManyAttempts, r.WantError(t, http.StatusTooManyRequests), "a mailbox gets a bounded number of codes")
 		}
 	})
 	t.Run("per client network", func(t *testing.T) {
 		e := newEnv(t, func(s *setup) { s.code.SendLimitsPerClient = login.Limits{FreeFailures: 3} })
 		c := e.api()
 		for _, address := range []string{alice, bob, nobody} {
-			require.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, address).status)
+			require.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, address).Status)
 		}
 		r := e.send(c, e.apiFlow(c).ID, "someone@example.com")
-		assert.Equal(t, autherrors.IDTooManyAttempts, r.errorID(t, http.StatusTooManyRequests))
+		assert.Equal(t, autherrors.IDTooManyAttempts, r.WantError(t, http.StatusTooManyRequests))
 		// The form gets 4019001 on the flow.
 		b := e.browser()
 		bf := e.browserFlow(b)
 		r = e.submitForm(b, bf.ID, url.Values{"method": {"code"}, "identifier": {carol}, "csrf_token": {csrfToken(bf)}})
-		require.Equal(t, http.StatusSeeOther, r.status)
+		require.Equal(t, http.StatusSeeOther, r.Status)
 		got := e.fetch(b, bf.ID)
 		assert.Equal(t, []int{flow.IDTooManyAttempts}, messageIDs(got))
 		assert.Equal(t, flow.StateChooseMethod, got.State)
 		// Another network is not affected.
 		other := e.newClient(false, "2001:db8::1")
-		assert.Equal(t, http.StatusBadRequest, e.send(other, e.apiFlow(other).ID, carol).status)
+		assert.Equal(t, http.StatusBadRequest, e.send(other, e.apiFlow(other).ID, carol).Status)
 		e.quiesce()
 		assert.Equal(t, 1, e.mailsTo(carol))
 	})
@@ -639,15 +639,15 @@ func TestIdentifierFirst(t *testing.T) {
 	for _, who := range []string{carol, nobody} {
 		f := e.apiFlow(c)
 		r := e.submitJSON(c, f.ID, map[string]any{"method": "identifier_first", "identifier": who})
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		got := r.flow(t)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		got := r.Flow(t)
 		assert.Equal(t, flow.StateChooseMethod, got.State, "no fast login")
 		assert.Equal(t, []string{
 			"default/csrf_token/hidden", "identifier_first/identifier/hidden",
 			"code/method/submit=code",
 			"password/password/password", "password/method/submit=password",
 		}, nodeKeys(got))
-		second[who] = r.body
+		second[who] = r.Body
 	}
 	assert.Equal(t, comparable(t, second[carol], carol), comparable(t, second[nobody], nobody), "the same second step for a code-only identity and an unknown one")
 	e.quiesce()
@@ -657,20 +657,20 @@ func TestIdentifierFirst(t *testing.T) {
 	c = e2.api()
 	f = e2.apiFlow(c)
 	r := e2.submitJSON(c, f.ID, map[string]any{"method": "identifier_first", "identifier": carol})
-	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Equal(t, http.StatusBadRequest, r.Status)
 	r = e2.send(c, f.ID, carol)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	step := r.flow(t)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	step := r.Flow(t)
 	assert.Equal(t, flow.StateSentEmail, step.State)
 	assert.Equal(t, []string{"default/identifier/hidden", "code/method/hidden=code", "code/code/text", "code/method/submit=code", "code/resend/submit=code"}, nodeKeys(step))
 	r = e2.enter(c, f.ID, carol, e2.nextCode(carol))
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, []string{"code/aal1"}, methodsOf(t, r.json(t)["session"].(map[string]any)))
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []string{"code/aal1"}, methodsOf(t, r.JSON(t)["session"].(map[string]any)))
 
 	// A password submitted for the code-only identity is a wrong password.
 	f = e2.apiFlow(c)
 	r = e2.submitJSON(c, f.ID, map[string]any{"method": "password", "identifier": carol, "password": testSecret})
-	assert.Equal(t, []int{flow.IDInvalidCredentials}, messageIDs(r.flow(t)))
+	assert.Equal(t, []int{flow.IDInvalidCredentials}, messageIDs(r.Flow(t)))
 }
 
 // A code logs in only the identity it was sent to while it still holds the
@@ -692,14 +692,14 @@ func TestIdentityChangedAfterSend(t *testing.T) {
 		}
 	}
 	r := e.enter(c, f.ID, alice, right)
-	assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.flow(t)), "the address left the identity")
+	assert.Equal(t, []int{flow.IDInvalidLoginCode}, messageIDs(r.Flow(t)), "the address left the identity")
 
 	f, right = e.sentCode(c, bob)
 	id := e.ids[bob].Clone()
 	id.State = session.StateInactive
 	require.NoError(t, e.identities.UpdateIdentity(ctx, id))
 	r = e.enter(c, f.ID, bob, right)
-	assert.Equal(t, []int{flow.IDIdentityDisabled}, messageIDs(r.flow(t)))
+	assert.Equal(t, []int{flow.IDIdentityDisabled}, messageIDs(r.Flow(t)))
 }
 
 // CSRF failures (CONTRACT-CODE §5): a browser's send or code submission
@@ -710,15 +710,15 @@ func TestCSRF(t *testing.T) {
 	c := e.browser()
 	f := e.browserFlow(c)
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "code", "identifier": alice})
-	assert.Equal(t, autherrors.IDCSRFViolation, r.errorID(t, http.StatusForbidden))
+	assert.Equal(t, autherrors.IDCSRFViolation, r.WantError(t, http.StatusForbidden))
 
 	r = e.submitJSON(c, f.ID, map[string]any{"method": "code", "identifier": alice, "csrf_token": csrfToken(f)})
-	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Equal(t, http.StatusBadRequest, r.Status)
 	right := e.nextCode(alice)
 	r = e.submitJSON(c, f.ID, map[string]any{"method": "code", "code": right})
-	assert.Equal(t, autherrors.IDCSRFViolation, r.errorID(t, http.StatusForbidden))
+	assert.Equal(t, autherrors.IDCSRFViolation, r.WantError(t, http.StatusForbidden))
 	r = e.submitJSON(c, f.ID, map[string]any{"method": "code", "resend": "code"})
-	assert.Equal(t, autherrors.IDCSRFViolation, r.errorID(t, http.StatusForbidden))
+	assert.Equal(t, autherrors.IDCSRFViolation, r.WantError(t, http.StatusForbidden))
 	assert.EqualValues(t, 0, e.storedState(f.ID)["submissions"], "a refused request counts nothing")
 	e.quiesce()
 	assert.Equal(t, 1, e.mailsTo(alice), "and mails nothing")
@@ -733,20 +733,20 @@ func TestExpiredFlow(t *testing.T) {
 	f, right := e.sentCode(c, alice)
 	e.clock.Advance(time.Hour + time.Second)
 	r := e.enter(c, f.ID, alice, right)
-	assert.Equal(t, autherrors.IDFlowExpired, r.errorID(t, http.StatusGone))
-	fresh, _ := r.json(t)["use_flow_id"].(string)
+	assert.Equal(t, autherrors.IDFlowExpired, r.WantError(t, http.StatusGone))
+	fresh, _ := r.JSON(t)["use_flow_id"].(string)
 	require.NotEmpty(t, fresh)
 	assert.Equal(t, flow.StateChooseMethod, e.fetch(c, fresh).State)
 	r = e.resend(c, f.ID, alice)
-	assert.Equal(t, http.StatusGone, r.status)
+	assert.Equal(t, http.StatusGone, r.Status)
 
 	b := e.browser()
 	bf := e.browserFlow(b)
 	e.clock.Advance(time.Hour + time.Second)
 	r = e.submitJSON(b, bf.ID, map[string]any{"method": "code", "identifier": alice, "csrf_token": csrfToken(bf)})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.True(t, strings.HasPrefix(r.header.Get("Location"), loginUI+"?flow="))
-	assert.NotEqual(t, loginUI+"?flow="+bf.ID, r.header.Get("Location"))
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.True(t, strings.HasPrefix(r.Header.Get("Location"), loginUI+"?flow="))
+	assert.NotEqual(t, loginUI+"?flow="+bf.ID, r.Header.Get("Location"))
 	e.quiesce()
 	assert.Equal(t, 1, e.mailsTo(alice), "only the code sent before expiry")
 }
@@ -770,7 +770,7 @@ func TestCodeNeverStored(t *testing.T) {
 	assert.Equal(t, alice, st["address"])
 
 	r := e.enter(c, f.ID, alice, wrongCode(right))
-	assert.NotContains(t, string(r.body), quoted(wrongCode(right)))
-	assert.NotContains(t, string(r.body), quoted(right))
-	assert.NotContains(t, string(e.do(c, http.MethodGet, "/self-service/login/flows?id="+f.ID, nil, nil).body), quoted(right))
+	assert.NotContains(t, string(r.Body), quoted(wrongCode(right)))
+	assert.NotContains(t, string(r.Body), quoted(right))
+	assert.NotContains(t, string(e.do(c, http.MethodGet, "/self-service/login/flows?id="+f.ID, nil, nil).Body), quoted(right))
 }

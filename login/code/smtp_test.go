@@ -225,7 +225,7 @@ func TestSMTPLogin(t *testing.T) {
 	c := e.api()
 	f := e.apiFlow(c)
 	r := e.send(c, f.ID, alice)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 
 	m := srv.next(t)
 	assert.Equal(t, []string{alice}, m.To)
@@ -240,8 +240,8 @@ func TestSMTPLogin(t *testing.T) {
 	assert.NotContains(t, string(m.Data), f.ID, "the mail carries no flow id")
 
 	r = e.enter(c, f.ID, alice, got)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, []string{"code/aal1"}, methodsOf(t, r.json(t)["session"].(map[string]any)))
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []string{"code/aal1"}, methodsOf(t, r.JSON(t)["session"].(map[string]any)))
 }
 
 // The HTTP answer never waits for the mail (CONTRACT-CODE §10.2): with the
@@ -256,8 +256,8 @@ func TestAnswerBeforeMailAccepted(t *testing.T) {
 	f := e.apiFlow(c)
 
 	r := e.send(c, f.ID, alice)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assertSent(t, r.body, false)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assertSent(t, r.Body, false)
 	select {
 	case <-srv.dataStarted:
 	case <-time.After(5 * time.Second):
@@ -268,7 +268,7 @@ func TestAnswerBeforeMailAccepted(t *testing.T) {
 	close(hold)
 	got := srv.code(t, alice)
 	r = e.enter(c, f.ID, alice, got)
-	assert.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // A failing SMTP server loses no login: the queue retries a refused
@@ -286,10 +286,10 @@ func TestSMTPFailures(t *testing.T) {
 		e := newEnv(t, func(s *setup) { s.code.Courier = srv.courier(t) })
 		c := e.api()
 		f := e.apiFlow(c)
-		require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, alice).status)
+		require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, alice).Status)
 		got := srv.code(t, alice)
 		r := e.enter(c, f.ID, alice, got)
-		assert.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+		assert.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	})
 	t.Run("resend", func(t *testing.T) {
 		srv := startSMTP(t, func(s *smtpServer) {
@@ -312,7 +312,7 @@ func TestSMTPFailures(t *testing.T) {
 		})
 		c := e.api()
 		f := e.apiFlow(c)
-		require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, alice).status)
+		require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, alice).Status)
 		select {
 		case to := <-dropped:
 			assert.Equal(t, alice, to)
@@ -320,10 +320,10 @@ func TestSMTPFailures(t *testing.T) {
 			t.Fatal("the refused mail was not dropped")
 		}
 		r := e.resend(c, f.ID, alice)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 		got := srv.code(t, alice)
 		r = e.enter(c, f.ID, alice, got)
-		assert.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+		assert.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	})
 }
 
@@ -335,7 +335,7 @@ func TestCloseDeliversQueuedMail(t *testing.T) {
 		srv := startSMTP(t, func(s *smtpServer) { s.hold = hold })
 		e := newEnv(t, func(s *setup) { s.code.Courier = srv.courier(t) })
 		c := e.api()
-		require.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, alice).status)
+		require.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, alice).Status)
 		<-srv.dataStarted
 		go func() {
 			time.Sleep(50 * time.Millisecond)
@@ -350,7 +350,7 @@ func TestCloseDeliversQueuedMail(t *testing.T) {
 		srv := startSMTP(t, func(s *smtpServer) { s.hold = make(chan struct{}) })
 		e := newEnv(t, func(s *setup) { s.code.Courier = srv.courier(t) })
 		c := e.api()
-		require.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, alice).status)
+		require.Equal(t, http.StatusBadRequest, e.send(c, e.apiFlow(c).ID, alice).Status)
 		<-srv.dataStarted
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
@@ -392,7 +392,7 @@ func TestUndeliverableMailIsAnEvent(t *testing.T) {
 	})
 	c := e.api()
 	f := e.apiFlow(c)
-	require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, alice).status)
+	require.Equal(t, http.StatusBadRequest, e.send(c, f.ID, alice).Status)
 	select {
 	case ev := <-events:
 		assert.Equal(t, login.OutcomeError, ev.Outcome)
@@ -445,12 +445,12 @@ func TestSMTPLoginEveryWay(t *testing.T) {
 				step := func(r *result) {
 					t.Helper()
 					if way == "form" {
-						require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
+						require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
 						f = e.fetch(c, f.ID)
 						return
 					}
-					require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-					f = r.flow(t)
+					require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+					f = r.Flow(t)
 				}
 				if style == login.LoginStyleIdentifierFirst {
 					step(post(map[string]string{"method": "identifier_first", "identifier": carol}))
@@ -465,11 +465,11 @@ func TestSMTPLoginEveryWay(t *testing.T) {
 				r := post(map[string]string{"method": "code", "identifier": carol, "code": got})
 				switch way {
 				case "form":
-					require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-					assert.Equal(t, defaultReturn, r.header.Get("Location"))
+					require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+					assert.Equal(t, defaultReturn, r.Header.Get("Location"))
 				default:
-					require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-					assert.Equal(t, []string{"code/aal1"}, methodsOf(t, r.json(t)["session"].(map[string]any)))
+					require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+					assert.Equal(t, []string{"code/aal1"}, methodsOf(t, r.JSON(t)["session"].(map[string]any)))
 				}
 			})
 		}

@@ -62,7 +62,7 @@ func TestSendStepSameWork(t *testing.T) {
 		f := e.apiFlow(c)
 		u, n := flows.updates.Load(), ids.finds.Load()
 		r := e.send(c, f.ID, address)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 		return work{updates: flows.updates.Load() - u, finds: ids.finds.Load() - n, state: keysOf(e.storedState(f.ID))}
 	}
 	known, unknown := measure(alice), measure(nobody)

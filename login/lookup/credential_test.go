@@ -189,11 +189,11 @@ func TestImportKratos(t *testing.T) {
 			f := e.stepUpAPI(token)
 			if tt.used != "" {
 				r := e.submitCode(token, f.ID, tt.used)
-				require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-				assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.flow(t)))
+				require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+				assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.Flow(t)))
 			}
 			r := e.submitCode(token, f.ID, tt.unused)
-			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 			assert.Equal(t, tt.remaining-1, e.remaining(id))
 		})
 	}

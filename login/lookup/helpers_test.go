@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
@@ -172,24 +172,15 @@ func (e *env) remaining(identityID string) int {
 // browser returns a client with a cookie jar that does not follow
 // redirects; api one without cookies.
 func (e *env) browser() *http.Client {
-	jar, err := cookiejar.New(nil)
-	require.NoError(e.t, err)
-	return &http.Client{Jar: jar, CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
+	return testhttp.Client(e.t, e.srv.Client().Transport, true)
 }
 
 func (e *env) api() *http.Client {
-	return &http.Client{CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
+	return testhttp.Client(e.t, e.srv.Client().Transport, false)
 }
 
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// result is a response with its body read.
-type result struct {
-	status int
-	header http.Header
-	body   []byte
-	resp   *http.Response
-}
+// result is an answer with its body read.
+type result = testhttp.Result
 
 // do sends a request; target is relative to the public URL unless
 // absolute.
@@ -198,51 +189,7 @@ func (e *env) do(c *http.Client, method, target string, body io.Reader, header m
 	if !strings.HasPrefix(target, "http") {
 		target = e.srv.URL + target
 	}
-	req, err := http.NewRequest(method, target, body)
-	require.NoError(e.t, err)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return &result{status: resp.StatusCode, header: resp.Header, body: b, resp: resp}
-}
-
-func (r *result) json(t testing.TB) map[string]any {
-	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal(r.body, &v), "body: %s", r.body)
-	return v
-}
-
-func (r *result) flow(t testing.TB) flow.Flow {
-	t.Helper()
-	var f flow.Flow
-	require.NoError(t, json.Unmarshal(r.body, &f), "body: %s", r.body)
-	require.NotEmpty(t, f.ID, "body: %s", r.body)
-	return f
-}
-
-func (r *result) location() string { return r.header.Get("Location") }
-
-// errorID is the id of an error envelope.
-func (r *result) errorID(t testing.TB) string {
-	t.Helper()
-	obj, _ := r.json(t)["error"].(map[string]any)
-	id, _ := obj["id"].(string)
-	return id
-}
-
-func (r *result) cookie(name string) *http.Cookie {
-	for _, c := range r.resp.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
+	return testhttp.Do(e.t, c, method, target, body, header)
 }
 
 // submitJSON posts body as JSON to the flow.
@@ -269,11 +216,11 @@ func (e *env) submitForm(c *http.Client, flowID string, values url.Values) *resu
 func (e *env) loginAPI(email string) map[string]any {
 	e.t.Helper()
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api", nil, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	f := r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	f := r.Flow(e.t)
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"method": "password", "identifier": email, "password": testPassword}, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.json(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.JSON(e.t)
 }
 
 // tokenOf is the session token of an API login answer.
@@ -288,8 +235,8 @@ func tokenOf(t testing.TB, body map[string]any) string {
 func (e *env) stepUpAPI(token string) flow.Flow {
 	e.t.Helper()
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api?aal=aal2", nil, map[string]string{"X-Session-Token": token})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // submitCode submits code to an API step-up flow with the session of

@@ -31,10 +31,10 @@ func TestStepUpAPI(t *testing.T) {
 	assert.Equal(t, "aal1", first["authenticator_assurance_level"])
 
 	r := e.whoami(token)
-	require.Equal(t, http.StatusForbidden, r.status, "body: %s", r.body)
-	assert.Equal(t, "session_aal2_required", r.errorID(t))
-	assert.Equal(t, "session_aal2_required", r.header.Get("Ory-Error-Id"))
-	assert.Equal(t, e.srv.URL+"/self-service/login/browser?aal=aal2", r.json(t)["redirect_browser_to"])
+	require.Equal(t, http.StatusForbidden, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "session_aal2_required", r.ErrorID(t))
+	assert.Equal(t, "session_aal2_required", r.Header.Get("Ory-Error-Id"))
+	assert.Equal(t, e.srv.URL+"/self-service/login/browser?aal=aal2", r.JSON(t)["redirect_browser_to"])
 
 	f := e.stepUpAPI(token)
 	assert.Equal(t, "aal2", f.RequestedAAL)
@@ -61,18 +61,18 @@ func TestStepUpAPI(t *testing.T) {
 	assert.Equal(t, "Use backup recovery code", btn.Meta.Label.Text)
 
 	r = e.submitCode(token, f.ID, testCodes[3])
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	got := r.json(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	got := r.JSON(t)
 	newToken := tokenOf(t, got)
 	assert.NotEqual(t, token, newToken, "a step-up rotates the token")
 	wantAAL2(t, got["session"].(map[string]any), first["id"].(string))
 	assert.Nil(t, got["continue_with"])
 
 	r = e.whoami(newToken)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	wantAAL2(t, r.json(t), first["id"].(string))
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	wantAAL2(t, r.JSON(t), first["id"].(string))
 	r = e.whoami(token)
-	assert.Equal(t, http.StatusUnauthorized, r.status, "the old token stops working; body: %s", r.body)
+	assert.Equal(t, http.StatusUnauthorized, r.Status, "the old token stops working; body: %s", r.Body)
 	assert.Equal(t, len(testCodes)-1, e.remaining(e.identity.ID))
 }
 
@@ -84,30 +84,30 @@ func TestStepUpBrowserForm(t *testing.T) {
 	e := newEnv(t)
 	c := e.browser()
 	r := e.do(c, http.MethodGet, "/self-service/login/browser?return_to="+url.QueryEscape("https://app.example.com/dash"), nil, nil)
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	f := e.fetchFlow(c, r.location())
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	f := e.fetchFlow(c, r.Location())
 	r = e.submitForm(c, f.ID, url.Values{"method": {"password"}, "identifier": {testEmail}, "password": {testPassword}, "csrf_token": {csrfToken(f)}})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(t, e.srv.URL+"/self-service/login/browser?aal=aal2&return_to="+url.QueryEscape("https://app.example.com/dash"), r.location())
-	old := r.cookie("authflow_session")
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(t, e.srv.URL+"/self-service/login/browser?aal=aal2&return_to="+url.QueryEscape("https://app.example.com/dash"), r.Location())
+	old := r.Cookie("authflow_session")
 	require.NotNil(t, old)
 
-	r = e.do(c, http.MethodGet, r.location(), nil, nil)
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	f = e.fetchFlow(c, r.location())
+	r = e.do(c, http.MethodGet, r.Location(), nil, nil)
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	f = e.fetchFlow(c, r.Location())
 	require.NotNil(t, f.UI.Node("lookup_secret"))
 	r = e.submitForm(c, f.ID, url.Values{"method": {"lookup_secret"}, "lookup_secret": {testCodes[0]}, "csrf_token": {csrfToken(f)}})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(t, "https://app.example.com/dash", r.location())
-	fresh := r.cookie("authflow_session")
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "https://app.example.com/dash", r.Location())
+	fresh := r.Cookie("authflow_session")
 	require.NotNil(t, fresh, "a step-up re-issues the session cookie")
 	assert.NotEqual(t, old.Value, fresh.Value)
 
 	r = e.whoamiCookie(fresh.Value)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	s := r.json(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	s := r.JSON(t)
 	assert.Equal(t, "aal2", s["authenticator_assurance_level"])
-	assert.Equal(t, http.StatusUnauthorized, e.whoamiCookie(old.Value).status)
+	assert.Equal(t, http.StatusUnauthorized, e.whoamiCookie(old.Value).Status)
 }
 
 // fetchFlow follows a 303 to the login UI (loginUI?flow=<id>) and fetches
@@ -118,8 +118,8 @@ func (e *env) fetchFlow(c *http.Client, location string) flow.Flow {
 	require.NoError(e.t, err)
 	require.Equal(e.t, loginUI, u.Scheme+"://"+u.Host+u.Path, location)
 	r := e.do(c, http.MethodGet, "/self-service/login/flows?id="+u.Query().Get("flow"), nil, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // spaStepUp signs alice in as an SPA does and returns the step-up flow
@@ -127,16 +127,16 @@ func (e *env) fetchFlow(c *http.Client, location string) flow.Flow {
 func (e *env) spaStepUp(c *http.Client) flow.Flow {
 	e.t.Helper()
 	r := e.do(c, http.MethodGet, "/self-service/login/browser", nil, map[string]string{"Accept": "application/json"})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	f := r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	f := r.Flow(e.t)
 	r = e.submitJSON(c, f.ID, map[string]any{"method": "password", "identifier": testEmail, "password": testPassword, "csrf_token": csrfToken(f)}, nil)
-	require.Equal(e.t, http.StatusUnprocessableEntity, r.status, "body: %s", r.body)
-	assert.Equal(e.t, "browser_location_change_required", r.errorID(e.t))
-	to, _ := r.json(e.t)["redirect_browser_to"].(string)
+	require.Equal(e.t, http.StatusUnprocessableEntity, r.Status, "body: %s", r.Body)
+	assert.Equal(e.t, "browser_location_change_required", r.ErrorID(e.t))
+	to, _ := r.JSON(e.t)["redirect_browser_to"].(string)
 	require.Equal(e.t, e.srv.URL+"/self-service/login/browser?aal=aal2", to)
 	r = e.do(c, http.MethodGet, to, nil, map[string]string{"Accept": "application/json"})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // TestStepUpSPA: an SPA's step-up answers 200 with the session and
@@ -147,15 +147,15 @@ func TestStepUpSPA(t *testing.T) {
 	f := e.spaStepUp(c)
 	sid := e.sessionIDOf(c)
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "lookup_secret", "lookup_secret": testCodes[1], "csrf_token": csrfToken(f)}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	body := r.json(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	body := r.JSON(t)
 	assert.Nil(t, body["session_token"], "browsers get a cookie, not a token")
 	wantAAL2(t, body["session"].(map[string]any), sid)
 	assert.Equal(t, []any{map[string]any{"action": "redirect_browser_to", "redirect_browser_to": defaultReturn}}, body["continue_with"])
-	require.NotNil(t, r.cookie("authflow_session"))
+	require.NotNil(t, r.Cookie("authflow_session"))
 	r = e.do(c, http.MethodGet, "/sessions/whoami", nil, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, "aal2", r.json(t)["authenticator_assurance_level"])
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "aal2", r.JSON(t)["authenticator_assurance_level"])
 }
 
 // sessionIDOf is the id of the session c holds (aal1 sessions are read
@@ -188,9 +188,9 @@ func TestStepUpCSRF(t *testing.T) {
 			f := e.spaStepUp(c)
 			field, header := tt.csrf(f)
 			r := e.submitJSON(c, f.ID, map[string]any{"method": "lookup_secret", "lookup_secret": testCodes[2], "csrf_token": field}, header)
-			require.Equal(t, tt.status, r.status, "body: %s", r.body)
+			require.Equal(t, tt.status, r.Status, "body: %s", r.Body)
 			if tt.status == http.StatusForbidden {
-				assert.Equal(t, "security_csrf_violation", r.errorID(t))
+				assert.Equal(t, "security_csrf_violation", r.ErrorID(t))
 				assert.Equal(t, len(testCodes), e.remaining(e.identity.ID), "the code is not consumed")
 			}
 		})
@@ -200,8 +200,8 @@ func TestStepUpCSRF(t *testing.T) {
 		c := e.browser()
 		f := e.spaStepUp(c)
 		r := e.submitForm(c, f.ID, url.Values{"method": {"lookup_secret"}, "lookup_secret": {testCodes[2]}})
-		require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-		assert.True(t, strings.HasPrefix(r.location(), errorUI+"?id="), r.location())
+		require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+		assert.True(t, strings.HasPrefix(r.Location(), errorUI+"?id="), r.Location())
 		assert.Equal(t, len(testCodes), e.remaining(e.identity.ID))
 	})
 }
@@ -237,13 +237,13 @@ func TestRefusals(t *testing.T) {
 				body["lookup_secret"] = tt.code
 			}
 			r := e.submitJSON(e.api(), f.ID, body, map[string]string{"X-Session-Token": token})
-			require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-			got := r.flow(t)
+			require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+			got := r.Flow(t)
 			n := got.UI.Node("lookup_secret")
 			require.NotNil(t, n)
 			assert.Nil(t, n.Attributes.Value, "never echoed: the value attribute is removed (CONTRACT-AAL §4)")
 			if s, ok := tt.code.(string); ok && s != "" {
-				assert.NotContains(t, string(r.body), s)
+				assert.NotContains(t, string(r.Body), s)
 			}
 			var m flow.Message
 			if tt.message != 0 {
@@ -260,7 +260,7 @@ func TestRefusals(t *testing.T) {
 			if tt.text != "" {
 				assert.Equal(t, tt.text, m.Text)
 			}
-			assert.Equal(t, http.StatusForbidden, e.whoami(token).status, "still aal1")
+			assert.Equal(t, http.StatusForbidden, e.whoami(token).Status, "still aal1")
 			assert.Equal(t, len(testCodes)-1, e.remaining(e.identity.ID), "nothing consumed")
 
 			// The stored flow does not keep the value either, and a right
@@ -269,7 +269,7 @@ func TestRefusals(t *testing.T) {
 			require.NoError(t, err)
 			assert.Nil(t, stored.Flow.UI.Node("lookup_secret").Attributes.Value)
 			r = e.submitCode(token, f.ID, testCodes[5])
-			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 		})
 	}
 }
@@ -279,7 +279,7 @@ func (e *env) useCode(code string) {
 	e.t.Helper()
 	token := tokenOf(e.t, e.loginAPI(testEmail))
 	r := e.submitCode(token, e.stepUpAPI(token).ID, code)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // TestNoCodes: an identity without codes (no credential, or one whose
@@ -303,12 +303,12 @@ func TestNoCodes(t *testing.T) {
 			body := e.loginAPI(email)
 			assert.NotNil(t, body["session"].(map[string]any)["identity"], "a complete login")
 			token := tokenOf(t, body)
-			require.Equal(t, http.StatusOK, e.whoami(token).status)
+			require.Equal(t, http.StatusOK, e.whoami(token).Status)
 			f := e.stepUpAPI(token)
 			assert.Nil(t, f.UI.Nodes, "an API step-up flow offering nothing has no nodes")
 			r := e.submitCode(token, f.ID, testCodes[0])
-			require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-			assert.Equal(t, []int{flow.IDNoBackupCodes}, messageIDs(r.flow(t)))
+			require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+			assert.Equal(t, []int{flow.IDNoBackupCodes}, messageIDs(r.Flow(t)))
 		})
 	}
 }
@@ -318,12 +318,12 @@ func TestNoCodes(t *testing.T) {
 func TestAAL1Flow(t *testing.T) {
 	e := newEnv(t)
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api", nil, nil)
-	require.Equal(t, http.StatusOK, r.status)
-	f := r.flow(t)
+	require.Equal(t, http.StatusOK, r.Status)
+	f := r.Flow(t)
 	assert.Nil(t, f.UI.Node("lookup_secret"), "aal1 flows do not offer codes")
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"method": "lookup_secret", "lookup_secret": testCodes[0]}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDNoMethod}, messageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDNoMethod}, messageIDs(r.Flow(t)))
 	assert.Equal(t, len(testCodes), e.remaining(e.identity.ID))
 }
 
@@ -336,8 +336,8 @@ func TestOtherSessionsFlow(t *testing.T) {
 	b := tokenOf(t, e.loginAPI(testEmail))
 	f := e.stepUpAPI(a)
 	r := e.submitCode(b, f.ID, testCodes[0])
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDNoMethod}, messageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDNoMethod}, messageIDs(r.Flow(t)))
 	assert.Equal(t, len(testCodes), e.remaining(e.identity.ID))
 }
 
@@ -350,20 +350,20 @@ func TestThrottling(t *testing.T) {
 	f := e.stepUpAPI(token)
 	for i := range 5 {
 		r := e.submitCode(token, f.ID, "wrong"+strings.Repeat("x", i))
-		require.Equal(t, http.StatusBadRequest, r.status, "attempt %d; body: %s", i+1, r.body)
-		assert.Equal(t, []int{flow.IDBackupCodeInvalid}, messageIDs(r.flow(t)))
+		require.Equal(t, http.StatusBadRequest, r.Status, "attempt %d; body: %s", i+1, r.Body)
+		assert.Equal(t, []int{flow.IDBackupCodeInvalid}, messageIDs(r.Flow(t)))
 	}
 	r := e.submitCode(token, f.ID, testCodes[0])
-	require.Equal(t, http.StatusTooManyRequests, r.status, "body: %s", r.body)
-	assert.Equal(t, "too_many_attempts", r.errorID(t))
-	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	require.Equal(t, http.StatusTooManyRequests, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "too_many_attempts", r.ErrorID(t))
+	assert.NotEmpty(t, r.Header.Get("Retry-After"))
 	assert.Equal(t, len(testCodes), e.remaining(e.identity.ID), "not consumed")
 
 	// Another session of the same identity is throttled too: the count is
 	// the identity's, not the session's.
 	other := tokenOf(t, e.loginAPI(testEmail))
 	r = e.submitCode(other, e.stepUpAPI(other).ID, testCodes[0])
-	require.Equal(t, http.StatusTooManyRequests, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusTooManyRequests, r.Status, "body: %s", r.Body)
 }
 
 // TestUsedCodeCountsAsFailure: a used code is a failed attempt for
@@ -374,10 +374,10 @@ func TestUsedCodeCountsAsFailure(t *testing.T) {
 	token := tokenOf(t, e.loginAPI(testEmail))
 	f := e.stepUpAPI(token)
 	r := e.submitCode(token, f.ID, testCodes[0])
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.Flow(t)))
 	r = e.submitCode(token, f.ID, testCodes[1])
-	assert.Equal(t, http.StatusTooManyRequests, r.status, "body: %s", r.body)
+	assert.Equal(t, http.StatusTooManyRequests, r.Status, "body: %s", r.Body)
 }
 
 // A code is spent exactly when a login happens: when the login is refused
@@ -398,11 +398,11 @@ func TestCodeIsSpentOnlyByALogin(t *testing.T) {
 	f := e.stepUpAPI(token)
 	before := e.remaining(e.identity.ID)
 	r := e.submitCode(token, f.ID, testCodes[0])
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 	assert.Equal(t, before, e.remaining(e.identity.ID), "the refused login spent no code")
 
 	refuse.Store(false)
 	r = e.submitCode(token, f.ID, testCodes[0])
-	require.Equal(t, http.StatusOK, r.status, "the same code logs in: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "the same code logs in: %s", r.Body)
 	assert.Equal(t, before-1, e.remaining(e.identity.ID))
 }

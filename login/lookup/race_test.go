@@ -65,13 +65,13 @@ func TestOneCodeOnce(t *testing.T) {
 	}
 	ok := 0
 	for i, r := range e.submitAll(tokens, flows, codes) {
-		require.Less(t, r.status, 500, "submission %d: %s", i, r.body)
-		if r.status == http.StatusOK {
+		require.Less(t, r.Status, 500, "submission %d: %s", i, r.Body)
+		if r.Status == http.StatusOK {
 			ok++
 			continue
 		}
-		require.Equal(t, http.StatusBadRequest, r.status, "submission %d: %s", i, r.body)
-		assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.flow(t)), "submission %d", i)
+		require.Equal(t, http.StatusBadRequest, r.Status, "submission %d: %s", i, r.Body)
+		assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.Flow(t)), "submission %d", i)
 	}
 	assert.Equal(t, 1, ok, "exactly one submission succeeds")
 	assert.Equal(t, len(testCodes)-1, e.remaining(e.identity.ID))
@@ -84,7 +84,7 @@ func TestDifferentCodesAtOnce(t *testing.T) {
 	e := newEnv(t, generousLimiter)
 	tokens, flows := e.stepUps(len(testCodes))
 	for i, r := range e.submitAll(tokens, flows, testCodes) {
-		assert.Equal(t, http.StatusOK, r.status, "submission %d: %s", i, r.body)
+		assert.Equal(t, http.StatusOK, r.Status, "submission %d: %s", i, r.Body)
 	}
 	assert.Equal(t, 0, e.remaining(e.identity.ID))
 }
@@ -137,11 +137,11 @@ func TestLostUpdate(t *testing.T) {
 		tokens, flows := e.stepUps(2)
 		rs.before = func(context.Context, string) {
 			r := e.submitCode(tokens[1], flows[1], testCodes[8])
-			assert.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			assert.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 		}
 		r := e.submitCode(tokens[0], flows[0], testCodes[8])
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.flow(t)))
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		assert.Equal(t, []int{flow.IDBackupCodeUsed}, messageIDs(r.Flow(t)))
 		assert.Equal(t, len(testCodes)-1, e.remaining(e.identity.ID))
 	})
 	t.Run("another code used meanwhile", func(t *testing.T) {
@@ -151,11 +151,11 @@ func TestLostUpdate(t *testing.T) {
 		rs.before = func(context.Context, string) {
 			once.Do(func() {
 				r := e.submitCode(tokens[1], flows[1], testCodes[9])
-				assert.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+				assert.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 			})
 		}
 		r := e.submitCode(tokens[0], flows[0], testCodes[8])
-		require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 		assert.Equal(t, len(testCodes)-2, e.remaining(e.identity.ID))
 	})
 	t.Run("codes replaced meanwhile", func(t *testing.T) {
@@ -168,8 +168,8 @@ func TestLostUpdate(t *testing.T) {
 			assert.NoError(t, rs.MemoryIdentityStore.UpdateCredential(ctx, id, &c))
 		}
 		r := e.submitCode(tokens[0], flows[0], testCodes[8])
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		assert.Equal(t, []int{flow.IDBackupCodeInvalid}, messageIDs(r.flow(t)), "an old code is no longer valid")
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		assert.Equal(t, []int{flow.IDBackupCodeInvalid}, messageIDs(r.Flow(t)), "an old code is no longer valid")
 		assert.Equal(t, 1, e.remaining(e.identity.ID))
 	})
 	t.Run("endless contention", func(t *testing.T) {
@@ -182,8 +182,8 @@ func TestLostUpdate(t *testing.T) {
 			assert.NoError(t, rs.MemoryIdentityStore.UpdateCredential(ctx, id, &c))
 		}
 		r := e.submitCode(tokens[0], flows[0], testCodes[8])
-		require.Equal(t, http.StatusBadRequest, r.status, "refused on the flow, never a 5xx; body: %s", r.body)
-		assert.Equal(t, []int{flow.IDGeneric}, messageIDs(r.flow(t)))
+		require.Equal(t, http.StatusBadRequest, r.Status, "refused on the flow, never a 5xx; body: %s", r.Body)
+		assert.Equal(t, []int{flow.IDGeneric}, messageIDs(r.Flow(t)))
 		assert.Equal(t, len(testCodes)+4, writes, "retries are bounded")
 		assert.Equal(t, len(testCodes), e.remaining(e.identity.ID))
 	})

@@ -73,7 +73,7 @@ func TestImportedLegacyKeysLogIn(t *testing.T) {
 	require.NoError(t, e.identities.UpdateCredential(context.Background(), e.identity.ID, &cred))
 
 	r := e.passkeyLoginAPI()
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	stored := e.storedKey(e.identity.ID, passkey.CredentialPasskey, k.ID)
 	require.NotNil(t, stored.Flags, "the login records the flags")
 	assert.True(t, stored.Flags.BackupEligible)

@@ -61,8 +61,8 @@ func (e *env) finish(c *http.Client, prefix string, attestation []byte, name str
 func (e *env) enrol(c *http.Client, auth *passkeytest.Authenticator, prefix, name string) (*result, *passkeytest.Key) {
 	e.t.Helper()
 	r := e.begin(c, prefix)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	att, key, err := auth.Create(r.body, origin)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	att, key, err := auth.Create(r.Body, origin)
 	require.NoError(e.t, err)
 	return e.finish(c, prefix, att, name), key
 }
@@ -75,10 +75,10 @@ func TestEnrolPasskey(t *testing.T) {
 	e.passwordBrowser(c)
 
 	r := e.begin(c, "/passkeys")
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, "no-store", r.header.Get("Cache-Control"))
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "no-store", r.Header.Get("Cache-Control"))
 	var o creation
-	require.NoError(t, json.Unmarshal(r.body, &o))
+	require.NoError(t, json.Unmarshal(r.Body, &o))
 	assert.Equal(t, rpID, o.PublicKey.RP.ID)
 	assert.Equal(t, "Example", o.PublicKey.RP.Name)
 	assert.Equal(t, testIdentifier, o.PublicKey.User.Name)
@@ -89,11 +89,11 @@ func TestEnrolPasskey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `^[a-zA-Z0-9]{64}$`, string(handle), "a user handle is 64 alphanumerics, as Kratos makes them")
 
-	att, key, err := e.auth.Create(r.body, origin)
+	att, key, err := e.auth.Create(r.Body, origin)
 	require.NoError(t, err)
 	r = e.finish(c, "/passkeys", att, "My laptop")
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	view := r.json(t)["key"].(map[string]any)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	view := r.JSON(t)["key"].(map[string]any)
 	assert.Equal(t, fmt.Sprintf("%x", key.ID), view["id"])
 	assert.Equal(t, "My laptop", view["display_name"])
 	assert.Equal(t, true, view["user_verified"])
@@ -123,22 +123,22 @@ func TestEnrolPasskey(t *testing.T) {
 
 	// The new passkey logs in.
 	r = e.passkeyLoginAPI()
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, e.identity.ID, r.json(t)["session"].(map[string]any)["identity"].(map[string]any)["id"])
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, e.identity.ID, r.JSON(t)["session"].(map[string]any)["identity"].(map[string]any)["id"])
 
 	// A second enrolment keeps the handle and excludes the first key.
 	r = e.begin(c, "/passkeys")
-	require.Equal(t, http.StatusOK, r.status)
-	require.NoError(t, json.Unmarshal(r.body, &o))
+	require.Equal(t, http.StatusOK, r.Status)
+	require.NoError(t, json.Unmarshal(r.Body, &o))
 	assert.Equal(t, base64.RawURLEncoding.EncodeToString(handle), o.PublicKey.User.ID)
 	require.Len(t, o.PublicKey.ExcludeCredentials, 1)
-	_, _, err = e.auth.Create(r.body, origin)
+	_, _, err = e.auth.Create(r.Body, origin)
 	require.Error(t, err, "the authenticator refuses to enrol a key it holds")
 
 	// The list shows it.
 	r = e.do(c, http.MethodGet, "/passkeys/", nil, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Len(t, r.json(t)["keys"], 1)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Len(t, r.JSON(t)["keys"], 1)
 }
 
 func TestEnrolmentIsSingleUseAndBound(t *testing.T) {
@@ -150,69 +150,69 @@ func TestEnrolmentIsSingleUseAndBound(t *testing.T) {
 	att, _, err := passkeytest.New().Create([]byte(`{"publicKey":{"challenge":"AAAA","rp":{"id":"localhost"},"user":{"id":"AAAA"}}}`), origin)
 	require.NoError(t, err)
 	r := e.finish(c, "/passkeys", att, "")
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 
 	// Finishing twice.
 	r = e.begin(c, "/passkeys")
-	require.Equal(t, http.StatusOK, r.status)
-	att, _, err = e.auth.Create(r.body, origin)
+	require.Equal(t, http.StatusOK, r.Status)
+	att, _, err = e.auth.Create(r.Body, origin)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, e.finish(c, "/passkeys", att, "").status)
+	require.Equal(t, http.StatusOK, e.finish(c, "/passkeys", att, "").Status)
 	r = e.finish(c, "/passkeys", att, "")
-	require.Equal(t, http.StatusBadRequest, r.status, "the ceremony is used up: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "the ceremony is used up: %s", r.Body)
 
 	// Another session of the same identity cannot finish this one's.
 	r = e.begin(c, "/passkeys")
-	require.Equal(t, http.StatusOK, r.status)
-	att, _, err = passkeytest.New().Create(r.body, origin)
+	require.Equal(t, http.StatusOK, r.Status)
+	att, _, err = passkeytest.New().Create(r.Body, origin)
 	require.NoError(t, err)
 	other := e.browser()
 	e.passwordBrowser(other)
 	r = e.finish(other, "/passkeys", att, "")
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 
 	// A wrong origin uses the ceremony up without enrolling.
 	r = e.begin(c, "/passkeys")
-	require.Equal(t, http.StatusOK, r.status)
-	bad, _, err := passkeytest.New().Create(r.body, "https://evil.example")
+	require.Equal(t, http.StatusOK, r.Status)
+	bad, _, err := passkeytest.New().Create(r.Body, "https://evil.example")
 	require.NoError(t, err)
 	r = e.finish(c, "/passkeys", bad, "")
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 	r = e.finish(c, "/passkeys", att, "")
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 
 	// An expired ceremony.
 	r = e.begin(c, "/passkeys")
-	require.Equal(t, http.StatusOK, r.status)
-	att, _, err = passkeytest.New().Create(r.body, origin)
+	require.Equal(t, http.StatusOK, r.Status)
+	att, _, err = passkeytest.New().Create(r.Body, origin)
 	require.NoError(t, err)
 	e.clock.Advance(5 * time.Minute)
 	r = e.finish(c, "/passkeys", att, "")
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 
 	r = e.do(c, http.MethodGet, "/passkeys/", nil, nil)
-	assert.Len(t, r.json(t)["keys"], 1, "only the first enrolment stored a key")
+	assert.Len(t, r.JSON(t)["keys"], 1, "only the first enrolment stored a key")
 }
 
 func TestEnrolmentGuards(t *testing.T) {
 	e := newEnv(t, options{})
 
 	r := e.begin(e.browser(), "/passkeys")
-	assert.Equal(t, http.StatusUnauthorized, r.status, "no session: %s", r.body)
-	assert.Equal(t, "session_inactive", r.json(t)["error"].(map[string]any)["id"])
+	assert.Equal(t, http.StatusUnauthorized, r.Status, "no session: %s", r.Body)
+	assert.Equal(t, "session_inactive", r.JSON(t)["error"].(map[string]any)["id"])
 
 	c := e.browser()
 	e.passwordBrowser(c)
 	r = e.do(c, http.MethodPost, "/passkeys/begin", nil, map[string]string{"Origin": "https://evil.example"})
-	require.Equal(t, http.StatusForbidden, r.status, "body: %s", r.body)
-	assert.Equal(t, "security_csrf_violation", r.json(t)["error"].(map[string]any)["id"])
+	require.Equal(t, http.StatusForbidden, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "security_csrf_violation", r.JSON(t)["error"].(map[string]any)["id"])
 	r = e.do(c, http.MethodPost, "/passkeys/remove", strings.NewReader("passkey_remove=00"), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
-	require.Equal(t, http.StatusForbidden, r.status, "a form without Origin is refused: %s", r.body)
+	require.Equal(t, http.StatusForbidden, r.Status, "a form without Origin is refused: %s", r.Body)
 
 	e.clock.Advance(16 * time.Minute)
 	r = e.begin(c, "/passkeys")
-	require.Equal(t, http.StatusForbidden, r.status, "body: %s", r.body)
-	assert.Equal(t, "session_refresh_required", r.json(t)["error"].(map[string]any)["id"])
+	require.Equal(t, http.StatusForbidden, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "session_refresh_required", r.JSON(t)["error"].(map[string]any)["id"])
 }
 
 func TestRemoveKey(t *testing.T) {
@@ -220,20 +220,20 @@ func TestRemoveKey(t *testing.T) {
 	c := e.browser()
 	e.passwordBrowser(c)
 	r, key := e.enrol(c, e.auth, "/passkeys", "laptop")
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 
 	r = e.do(c, http.MethodDelete, fmt.Sprintf("/passkeys/keys/%x", []byte("nope")), nil, map[string]string{"Origin": origin})
-	require.Equal(t, http.StatusNotFound, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusNotFound, r.Status, "body: %s", r.Body)
 
 	// A form, as a settings page posts it.
 	form := url.Values{"passkey_remove": {fmt.Sprintf("%x", key.ID)}, "return_to": {"/settings"}}
 	r = e.do(c, http.MethodPost, "/passkeys/remove", strings.NewReader(form.Encode()), map[string]string{"Origin": origin, "Content-Type": "application/x-www-form-urlencoded"})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(t, "/settings", r.header.Get("Location"))
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "/settings", r.Header.Get("Location"))
 
 	r = e.passkeyLoginAPI()
-	require.Equal(t, http.StatusBadRequest, r.status, "a removed passkey no longer logs in: %s", r.body)
-	assert.Equal(t, []int{flow.IDNoSecurityKey}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "a removed passkey no longer logs in: %s", r.Body)
+	assert.Equal(t, []int{flow.IDNoSecurityKey}, flowMessageIDs(r.Flow(t)))
 }
 
 // An identity whose only way in is its passkey keeps it.
@@ -250,12 +250,12 @@ func TestRemoveLastFactorIsRefused(t *testing.T) {
 	b, err := e.auth.Get([]byte(value(t, f, "passkey_challenge")), origin, passkeytest.WithKey(key))
 	require.NoError(t, err)
 	r := e.submitJSON(c, f.ID, map[string]any{"passkey_login": string(b), "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 
 	r = e.do(c, http.MethodDelete, fmt.Sprintf("/passkeys/keys/%x", key.ID), nil, map[string]string{"Origin": origin})
-	require.Equal(t, http.StatusConflict, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusConflict, r.Status, "body: %s", r.Body)
 	r = e.do(c, http.MethodGet, "/passkeys/", nil, nil)
-	assert.Len(t, r.json(t)["keys"], 1)
+	assert.Len(t, r.JSON(t)["keys"], 1)
 }
 
 // A security key enrolled for the second factor steps a session up.
@@ -266,17 +266,17 @@ func TestEnrolSecurityKey(t *testing.T) {
 	c := e.browser()
 	e.passwordBrowser(c)
 	r := e.begin(c, "/security-keys")
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	var o creation
-	require.NoError(t, json.Unmarshal(r.body, &o))
+	require.NoError(t, json.Unmarshal(r.Body, &o))
 	assert.Equal(t, "discouraged", o.PublicKey.AuthenticatorSelection.ResidentKey)
 	assert.Equal(t, "discouraged", o.PublicKey.AuthenticatorSelection.UserVerification)
-	att, _, err := sk.Create(r.body, origin)
+	att, _, err := sk.Create(r.Body, origin)
 	require.NoError(t, err)
 	form := url.Values{"webauthn_register": {string(att)}, "webauthn_register_displayname": {"YubiKey"}, "return_to": {"/settings"}}
 	r = e.do(c, http.MethodPost, "/security-keys/finish", strings.NewReader(form.Encode()), map[string]string{"Origin": origin, "Content-Type": "application/x-www-form-urlencoded"})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(t, "/settings", r.header.Get("Location"))
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "/settings", r.Header.Get("Location"))
 
 	keys, err := e.webauthn.Keys(context.Background(), e.identity.ID)
 	require.NoError(t, err)
@@ -288,8 +288,8 @@ func TestEnrolSecurityKey(t *testing.T) {
 	b, err := sk.Get([]byte(value(t, f, "webauthn_login_trigger")), origin)
 	require.NoError(t, err)
 	r = e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "identifier": testIdentifier, "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, "aal2", r.json(t)["session"].(map[string]any)["authenticator_assurance_level"])
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "aal2", r.JSON(t)["session"].(map[string]any)["authenticator_assurance_level"])
 }
 
 // A passwordless security key is found by the normalised identifier,
@@ -310,11 +310,11 @@ func TestEnrolPasswordlessKeyNormalisesTheIdentifier(t *testing.T) {
 	c := e.browser()
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "webauthn", "identifier": "carol@example.com", "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	step := r.flow(t)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	step := r.Flow(t)
 	b, err := sk.Get([]byte(value(t, step, "webauthn_login_trigger")), origin)
 	require.NoError(t, err)
 	r = e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "identifier": "carol@example.com", "csrf_token": value(t, step, "csrf_token")}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, carol.ID, r.json(t)["session"].(map[string]any)["identity"].(map[string]any)["id"])
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, carol.ID, r.JSON(t)["session"].(map[string]any)["identity"].(map[string]any)["id"])
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
@@ -221,77 +221,35 @@ func (e *env) sessionCount(identityID string) int {
 }
 
 func (e *env) browser() *http.Client {
-	jar, err := cookiejar.New(nil)
-	require.NoError(e.t, err)
-	return &http.Client{Jar: jar, CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
+	return testhttp.Client(e.t, e.srv.Client().Transport, true)
 }
 
 func (e *env) api() *http.Client {
-	return &http.Client{CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
+	return testhttp.Client(e.t, e.srv.Client().Transport, false)
 }
 
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-type result struct {
-	status int
-	header http.Header
-	body   []byte
-	resp   *http.Response
-}
+// result is an answer with its body read.
+type result = testhttp.Result
 
 func (e *env) do(c *http.Client, method, path string, body io.Reader, header map[string]string) *result {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, body)
-	require.NoError(e.t, err)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return &result{status: resp.StatusCode, header: resp.Header, body: b, resp: resp}
-}
-
-func (r *result) json(t testing.TB) map[string]any {
-	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal(r.body, &v), "body: %s", r.body)
-	return v
-}
-
-func (r *result) flow(t testing.TB) flow.Flow {
-	t.Helper()
-	var f flow.Flow
-	require.NoError(t, json.Unmarshal(r.body, &f), "body: %s", r.body)
-	require.NotEmpty(t, f.ID, "body: %s", r.body)
-	return f
-}
-
-func (r *result) cookie(name string) *http.Cookie {
-	for _, c := range r.resp.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
+	return testhttp.Do(e.t, c, method, e.srv.URL+path, body, header)
 }
 
 // apiFlow creates an API flow; query is appended to the path.
 func (e *env) apiFlow(query string, header map[string]string) flow.Flow {
 	e.t.Helper()
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api"+query, nil, header)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // browserFlow creates a browser flow with c as an SPA would (JSON).
 func (e *env) browserFlow(c *http.Client, query string) flow.Flow {
 	e.t.Helper()
 	r := e.do(c, http.MethodGet, "/self-service/login/browser"+query, nil, map[string]string{"Accept": "application/json"})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 func (e *env) submitJSON(c *http.Client, flowID string, body any, header map[string]string) *result {
@@ -341,8 +299,8 @@ func (e *env) passwordAPI(identifier, secret string) string {
 	e.t.Helper()
 	f := e.apiFlow("", nil)
 	r := e.submitJSON(e.api(), f.ID, map[string]any{"method": "password", "identifier": identifier, "password": secret}, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	tok, _ := r.json(e.t)["session_token"].(string)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	tok, _ := r.JSON(e.t)["session_token"].(string)
 	require.NotEmpty(e.t, tok)
 	return tok
 }
@@ -352,7 +310,7 @@ func (e *env) passwordBrowser(c *http.Client) {
 	e.t.Helper()
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "password", "identifier": testIdentifier, "password": testPassword, "csrf_token": value(e.t, f, "csrf_token")}, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // flowMessageIDs returns the ids of the flow-wide messages.

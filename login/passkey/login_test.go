@@ -91,8 +91,8 @@ func TestPasskeyNodes(t *testing.T) {
 	assert.NotEmpty(t, s.Attributes.Nonce)
 	require.True(t, strings.HasPrefix(s.Attributes.Src, e.srv.URL+"/.well-known/ory/webauthn.js"), s.Attributes.Src)
 	r := e.do(e.api(), http.MethodGet, strings.TrimPrefix(s.Attributes.Src, e.srv.URL), nil, nil)
-	require.Equal(t, http.StatusOK, r.status)
-	sum := sha512.Sum512(r.body)
+	require.Equal(t, http.StatusOK, r.Status)
+	sum := sha512.Sum512(r.Body)
 	assert.Equal(t, "sha512-"+base64.StdEncoding.EncodeToString(sum[:]), s.Attributes.Integrity, "integrity is the hash of the bytes served")
 
 	// Groups in Kratos' order: default, webauthn (script), passkey, password.
@@ -122,8 +122,8 @@ func TestPasskeyLogsIn(t *testing.T) {
 	key := e.withPasskey(false)
 
 	r := e.passkeyLoginAPI()
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	body := r.json(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	body := r.JSON(t)
 	assert.NotEmpty(t, body["session_token"])
 	s := body["session"].(map[string]any)
 	assert.Equal(t, "aal1", s["authenticator_assurance_level"])
@@ -138,9 +138,9 @@ func TestPasskeyLogsIn(t *testing.T) {
 	c := e.browser()
 	f := e.browserFlow(c, "")
 	r = e.submitForm(c, f.ID, url.Values{"csrf_token": {value(t, f, "csrf_token")}, "passkey_login": {e.assert(f)}, "passkey_challenge": {value(t, f, "passkey_challenge")}, "identifier": {""}})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(t, defaultReturn, r.header.Get("Location"))
-	ck := r.cookie(sessionCookie)
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(t, defaultReturn, r.Header.Get("Location"))
+	ck := r.Cookie(sessionCookie)
 	require.NotNil(t, ck)
 	assert.True(t, ck.HttpOnly)
 }
@@ -149,9 +149,9 @@ func TestPasskeyLogsIn(t *testing.T) {
 // message id, a fresh challenge, and no session issued.
 func assertRefused(t *testing.T, e *env, r *result, id int, before string) flow.Flow {
 	t.Helper()
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	f := r.flow(t)
-	assert.Equal(t, []int{id}, flowMessageIDs(f), "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	f := r.Flow(t)
+	assert.Equal(t, []int{id}, flowMessageIDs(f), "body: %s", r.Body)
 	assert.NotEqual(t, before, value(t, f, "passkey_challenge"), "a refused attempt burns the challenge and shows a fresh one")
 	require.NotNil(t, f.UI.Node("passkey_login"), "the passkey nodes stay")
 	assert.Nil(t, f.UI.Node("passkey_login").Attributes.Value, "the submitted assertion is not echoed")
@@ -200,7 +200,7 @@ func TestPasskeyRefusals(t *testing.T) {
 
 			// The flow still logs in, with its fresh challenge.
 			r = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": e.assert(f)}, nil)
-			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 		})
 	}
 
@@ -219,8 +219,8 @@ func TestPasskeyRefusals(t *testing.T) {
 			e := newEnv(t, options{})
 			f := e.apiFlow("", nil)
 			r := e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": garbage}, nil)
-			require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-			got := r.flow(t)
+			require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+			got := r.Flow(t)
 			require.Len(t, got.UI.Messages, 1)
 			assert.Equal(t, flow.IDGeneric, got.UI.Messages[0].ID)
 			assert.Equal(t, "Unable to parse WebAuthn response.", got.UI.Messages[0].Text)
@@ -238,23 +238,23 @@ func TestPasskeyChallengeIsSingleUse(t *testing.T) {
 	f := e.apiFlow("", nil)
 	good := e.assert(f)
 	r := e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": e.assert(f, passkeytest.WithCorruptSignature())}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Equal(t, http.StatusBadRequest, r.Status)
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": good}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "the burnt challenge's assertion is refused: %s", r.body)
-	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "the burnt challenge's assertion is refused: %s", r.Body)
+	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.Flow(t)))
 
 	// A successful assertion replayed: on the same flow, then on another.
 	f = e.apiFlow("", nil)
 	good = e.assert(f)
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": good}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": good}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "a completed flow is never a 5xx: %s", r.body)
-	assert.Equal(t, []int{flow.IDAlreadyCompleted}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "a completed flow is never a 5xx: %s", r.Body)
+	assert.Equal(t, []int{flow.IDAlreadyCompleted}, flowMessageIDs(r.Flow(t)))
 	other := e.apiFlow("", nil)
 	r = e.submitJSON(e.api(), other.ID, map[string]any{"passkey_login": good}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.Flow(t)))
 	assert.Equal(t, 1, e.sessionCount(e.identity.ID))
 }
 
@@ -271,7 +271,7 @@ func TestPasskeyConcurrentReplaysLogInOnce(t *testing.T) {
 	)
 	for i := range n {
 		wg.Go(func() {
-			statuses[i] = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": good}, nil).status
+			statuses[i] = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": good}, nil).Status
 		})
 	}
 	wg.Wait()
@@ -298,7 +298,7 @@ func TestPasskeyChallengeExpires(t *testing.T) {
 	r := e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": assertion}, nil)
 	f = assertRefused(t, e, r, flow.IDInvalidWebAuthn, value(t, f, "passkey_challenge"))
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": e.assert(f)}, nil)
-	require.Equal(t, http.StatusOK, r.status, "the fresh challenge works: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "the fresh challenge works: %s", r.Body)
 }
 
 // Kratos' default (preferred) accepts a touch without verification.
@@ -306,7 +306,7 @@ func TestPasskeyUserVerificationPreferred(t *testing.T) {
 	e := newEnv(t, options{pk: func(c *passkey.Config) { c.UserVerification = passkey.VerificationPreferred }})
 	e.withPasskey(false)
 	r := e.passkeyLoginAPI(passkeytest.WithoutUserVerification())
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // §9.10 and §7: a counter that goes backwards is recorded; refused for
@@ -315,9 +315,9 @@ func TestPasskeyCounterRegression(t *testing.T) {
 	t.Run("recorded", func(t *testing.T) {
 		e := newEnv(t, options{})
 		key := e.withPasskey(false)
-		require.Equal(t, http.StatusOK, e.passkeyLoginAPI(passkeytest.WithCounter(7)).status)
+		require.Equal(t, http.StatusOK, e.passkeyLoginAPI(passkeytest.WithCounter(7)).Status)
 		r := e.passkeyLoginAPI(passkeytest.WithCounter(3))
-		require.Equal(t, http.StatusOK, r.status, "Kratos' default: the login proceeds: %s", r.body)
+		require.Equal(t, http.StatusOK, r.Status, "Kratos' default: the login proceeds: %s", r.Body)
 		stored := e.storedKey(e.identity.ID, passkey.CredentialPasskey, key.ID)
 		assert.True(t, stored.Authenticator.CloneWarning)
 		assert.Equal(t, uint32(7), stored.Authenticator.SignCount, "the counter never goes down")
@@ -325,22 +325,22 @@ func TestPasskeyCounterRegression(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		e := newEnv(t, options{pk: func(c *passkey.Config) { c.RefuseClonedKeys = true }})
 		key := e.withPasskey(false)
-		require.Equal(t, http.StatusOK, e.passkeyLoginAPI(passkeytest.WithCounter(7)).status)
+		require.Equal(t, http.StatusOK, e.passkeyLoginAPI(passkeytest.WithCounter(7)).Status)
 		f := e.apiFlow("", nil)
 		r := e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": e.assert(f, passkeytest.WithCounter(7))}, nil)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.flow(t)))
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.Flow(t)))
 		assert.True(t, e.storedKey(e.identity.ID, passkey.CredentialPasskey, key.ID).Authenticator.CloneWarning, "recorded although refused")
 		r = e.passkeyLoginAPI(passkeytest.WithCounter(8))
-		require.Equal(t, http.StatusBadRequest, r.status, "a flagged key stays refused: %s", r.body)
+		require.Equal(t, http.StatusBadRequest, r.Status, "a flagged key stays refused: %s", r.Body)
 	})
 	t.Run("synced passkeys are exempt", func(t *testing.T) {
 		e := newEnv(t, options{pk: func(c *passkey.Config) { c.RefuseClonedKeys = true }})
 		e.auth.BackupEligible, e.auth.BackupState = true, true
 		e.withPasskey(true)
-		require.Equal(t, http.StatusOK, e.passkeyLoginAPI(passkeytest.WithCounter(7)).status)
+		require.Equal(t, http.StatusOK, e.passkeyLoginAPI(passkeytest.WithCounter(7)).Status)
 		r := e.passkeyLoginAPI(passkeytest.WithCounter(2))
-		require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	})
 }
 
@@ -350,11 +350,11 @@ func TestPasskeyFailuresAreThrottled(t *testing.T) {
 	e.withPasskey(false)
 	for range 5 {
 		r := e.passkeyLoginAPI(passkeytest.WithCorruptSignature())
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 	}
 	r := e.passkeyLoginAPI()
-	require.Equal(t, http.StatusTooManyRequests, r.status, "the sixth attempt waits: %s", r.body)
-	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	require.Equal(t, http.StatusTooManyRequests, r.Status, "the sixth attempt waits: %s", r.Body)
+	assert.NotEmpty(t, r.Header.Get("Retry-After"))
 }
 
 // A passkey does not satisfy aal2: an identity with a second factor is
@@ -366,8 +366,8 @@ func TestPasskeyThenSecondFactor(t *testing.T) {
 	c := e.browser()
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"passkey_login": e.assert(f), "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusUnprocessableEntity, r.status, "body: %s", r.body)
-	assert.Contains(t, r.json(t)["redirect_browser_to"], "aal=aal2")
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "body: %s", r.Body)
+	assert.Contains(t, r.JSON(t)["redirect_browser_to"], "aal=aal2")
 }
 
 // §9.9: identifier-first shows the autofill in step 1 and the button in
@@ -383,11 +383,11 @@ func TestPasskeyIdentifierFirst(t *testing.T) {
 	for _, identifier := range []string{testIdentifier, "nobody@example.com"} {
 		f := e.apiFlow("", nil)
 		r := e.submitJSON(e.api(), f.ID, map[string]any{"method": "identifier_first", "identifier": identifier}, nil)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		step := r.flow(t)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		step := r.Flow(t)
 		require.NotNil(t, step.UI.Node("passkey_login_trigger"), "step 2 offers the passkey to %s", identifier)
 		r = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": e.assert(step)}, nil)
-		require.Equal(t, http.StatusOK, r.status, "the step's challenge logs in: %s", r.body)
+		require.Equal(t, http.StatusOK, r.Status, "the step's challenge logs in: %s", r.Body)
 	}
 }
 
@@ -402,9 +402,9 @@ func TestPasskeyRefresh(t *testing.T) {
 	assert.Equal(t, base64.RawURLEncoding.EncodeToString(key.ID), o.PublicKey.AllowCredentials[0]["id"])
 	assert.Empty(t, f.UI.Node("passkey_login").Attributes.OnloadTrigger)
 	r := e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": e.assert(f)}, map[string]string{"X-Session-Token": token})
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, []string{"password/aal1", "passkey/aal1"}, methods(t, r.json(t)["session"].(map[string]any)))
-	token = r.json(t)["session_token"].(string) // a refresh rotates the token
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []string{"password/aal1", "passkey/aal1"}, methods(t, r.JSON(t)["session"].(map[string]any)))
+	token = r.JSON(t)["session_token"].(string) // a refresh rotates the token
 
 	// Another identity's passkey does not confirm this session.
 	bob := e.addIdentity("bob@example.com", testPassword)
@@ -413,8 +413,8 @@ func TestPasskeyRefresh(t *testing.T) {
 	b, err := e.auth.Get([]byte(value(t, f, "passkey_challenge")), origin, passkeytest.WithKey(e.auth.Keys()[1]), passkeytest.WithUserHandle([]byte(strings.Repeat("b", 64))))
 	require.NoError(t, err)
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"passkey_login": string(b)}, map[string]string{"X-Session-Token": token})
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.Flow(t)))
 }
 
 // method=passkey without an assertion shows the passkey step, as Kratos.
@@ -424,11 +424,11 @@ func TestPasskeyButtonWithoutAssertion(t *testing.T) {
 	c := e.browser()
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "passkey", "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	step := r.flow(t)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	step := r.Flow(t)
 	assert.Nil(t, step.UI.Node("password"), "only passkey nodes remain")
 	require.NotNil(t, step.UI.Node("passkey_login_trigger"))
 	require.NotNil(t, step.UI.Node("csrf_token"))
 	r = e.submitJSON(c, f.ID, map[string]any{"passkey_login": e.assert(step), "csrf_token": value(t, step, "csrf_token")}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 }

@@ -31,7 +31,7 @@ func stepUp(t *testing.T, e *env, c *http.Client) flow.Flow {
 	t.Helper()
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "password", "identifier": testIdentifier, "password": testPassword, "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusUnprocessableEntity, r.status, "an identity with a security key steps up: %s", r.body)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "an identity with a security key steps up: %s", r.Body)
 	return e.browserFlow(c, "?aal=aal2")
 }
 
@@ -67,8 +67,8 @@ func TestWebAuthnSecondFactor(t *testing.T) {
 	b, err := sk.Get([]byte(options), origin)
 	require.NoError(t, err)
 	r := e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	f = r.flow(t)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	f = r.Flow(t)
 	require.Len(t, f.UI.Node("identifier").Messages, 1)
 	assert.Equal(t, flow.IDMissing, f.UI.Node("identifier").Messages[0].ID)
 
@@ -76,8 +76,8 @@ func TestWebAuthnSecondFactor(t *testing.T) {
 	b, err = sk.Get([]byte(value(t, f, "webauthn_login_trigger")), origin, passkeytest.WithCorruptSignature())
 	require.NoError(t, err)
 	r = e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "identifier": testIdentifier, "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	refused := r.flow(t)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	refused := r.Flow(t)
 	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(refused))
 	fresh := value(t, refused, "webauthn_login_trigger")
 	assert.NotEqual(t, options, fresh)
@@ -87,8 +87,8 @@ func TestWebAuthnSecondFactor(t *testing.T) {
 	b, err = sk.Get([]byte(fresh), origin)
 	require.NoError(t, err)
 	r = e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "identifier": "ignored", "csrf_token": value(t, refused, "csrf_token")}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	s := r.json(t)["session"].(map[string]any)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	s := r.JSON(t)["session"].(map[string]any)
 	assert.Equal(t, "aal2", s["authenticator_assurance_level"])
 	assert.Equal(t, []string{"password/aal1", "webauthn/aal2"}, methods(t, s))
 	assert.Equal(t, uint32(3), e.storedKey(e.identity.ID, passkey.CredentialWebAuthn, key.ID).Authenticator.SignCount, "the key signed three times")
@@ -99,7 +99,7 @@ func TestWebAuthnNotOnAPIFlows(t *testing.T) {
 	e, _, _ := secondFactorEnv(t)
 	token := e.passwordAPI(testIdentifier, testPassword)
 	r := e.do(e.api(), http.MethodGet, "/sessions/whoami", nil, map[string]string{"X-Session-Token": token})
-	require.Equal(t, http.StatusForbidden, r.status, "the security key counts as a second factor: %s", r.body)
+	require.Equal(t, http.StatusForbidden, r.Status, "the security key counts as a second factor: %s", r.Body)
 	f := e.apiFlow("?aal=aal2", map[string]string{"X-Session-Token": token})
 	assert.Nil(t, f.UI.Node("webauthn_login_trigger"))
 	assert.Empty(t, f.UI.Nodes, "nodes:null when webauthn is the only second factor")
@@ -115,11 +115,11 @@ func TestWebAuthnRefusesOtherKeys(t *testing.T) {
 	b, err := e.auth.Get([]byte(value(t, f, "webauthn_login_trigger")), origin, passkeytest.WithKey(passkeyKey))
 	require.NoError(t, err)
 	r := e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "identifier": testIdentifier, "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.Flow(t)))
 
 	// The key is removed meanwhile.
-	f = r.flow(t)
+	f = r.Flow(t)
 	b, err = sk.Get([]byte(value(t, f, "webauthn_login_trigger")), origin)
 	require.NoError(t, err)
 	cred, err := passkey.ImportKratos(passkey.CredentialWebAuthn, passkeytest.KratosConfig([]byte("h"), false, false, e.auth.AddKey(rpID, []byte("h"))), testIdentifier)
@@ -134,8 +134,8 @@ func TestWebAuthnRefusesOtherKeys(t *testing.T) {
 	}
 	require.NoError(t, e.identities.UpdateCredential(t.Context(), e.identity.ID, &cred))
 	r = e.submitJSON(c, f.ID, map[string]any{"webauthn_login": string(b), "identifier": testIdentifier, "csrf_token": value(t, f, "csrf_token")}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDNoWebAuthnDevice}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDNoWebAuthnDevice}, flowMessageIDs(r.Flow(t)))
 }
 
 // CONTRACT-PASSKEY §2.6: the legacy passwordless mode, without Kratos'
@@ -160,8 +160,8 @@ func TestWebAuthnPasswordless(t *testing.T) {
 		t.Helper()
 		f := e.browserFlow(c, "")
 		r := e.submitJSON(c, f.ID, map[string]any{"method": "webauthn", "identifier": identifier, "csrf_token": value(t, f, "csrf_token")}, nil)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		return r.flow(t)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		return r.Flow(t)
 	}
 	known, unknown := step(testIdentifier), step("nobody@example.com")
 	for _, s := range []flow.Flow{known, unknown} {
@@ -178,8 +178,8 @@ func TestWebAuthnPasswordless(t *testing.T) {
 	b, err := sk.Get([]byte(value(t, known, "webauthn_login_trigger")), origin)
 	require.NoError(t, err)
 	r := e.submitJSON(c, known.ID, map[string]any{"webauthn_login": string(b), "identifier": testIdentifier, "csrf_token": value(t, known, "csrf_token")}, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Equal(t, []string{"webauthn/aal1"}, methods(t, r.json(t)["session"].(map[string]any)))
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []string{"webauthn/aal1"}, methods(t, r.JSON(t)["session"].(map[string]any)))
 
 	// The decoy logs nobody in, whatever key answers it.
 	c = e.browser()
@@ -187,6 +187,6 @@ func TestWebAuthnPasswordless(t *testing.T) {
 	b, err = sk.Get([]byte(value(t, unknown, "webauthn_login_trigger")), origin, passkeytest.WithKey(sk.Keys()[0]))
 	require.NoError(t, err)
 	r = e.submitJSON(c, unknown.ID, map[string]any{"webauthn_login": string(b), "identifier": "nobody@example.com", "csrf_token": value(t, unknown, "csrf_token")}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDInvalidWebAuthn}, flowMessageIDs(r.Flow(t)))
 }

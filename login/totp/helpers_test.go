@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
@@ -191,74 +191,21 @@ func step(t time.Time) uint64 { return uint64(t.Unix() / 30) }
 // browser returns a client with a cookie jar that does not follow
 // redirects.
 func (e *env) browser() *http.Client {
-	jar, err := cookiejar.New(nil)
-	require.NoError(e.t, err)
-	return &http.Client{Jar: jar, CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
+	return testhttp.Client(e.t, e.srv.Client().Transport, true)
 }
 
 // api returns a client without cookies that does not follow redirects.
 func (e *env) api() *http.Client {
-	return &http.Client{CheckRedirect: noRedirects, Transport: e.srv.Client().Transport}
+	return testhttp.Client(e.t, e.srv.Client().Transport, false)
 }
 
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// result is a response with its body read.
-type result struct {
-	status int
-	header http.Header
-	body   []byte
-	resp   *http.Response
-}
+// result is an answer with its body read.
+type result = testhttp.Result
 
 // do sends a request; path is relative to the public URL.
 func (e *env) do(c *http.Client, method, path string, body io.Reader, header map[string]string) *result {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, body)
-	require.NoError(e.t, err)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return &result{status: resp.StatusCode, header: resp.Header, body: b, resp: resp}
-}
-
-func (r *result) json(t testing.TB) map[string]any {
-	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal(r.body, &v), "body: %s", r.body)
-	return v
-}
-
-func (r *result) flow(t testing.TB) flow.Flow {
-	t.Helper()
-	var f flow.Flow
-	require.NoError(t, json.Unmarshal(r.body, &f), "body: %s", r.body)
-	require.NotEmpty(t, f.ID, "body: %s", r.body)
-	return f
-}
-
-func (r *result) cookie(name string) *http.Cookie {
-	for _, c := range r.resp.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-// errorID asserts an error envelope of status and returns its error.id.
-func (r *result) errorID(t testing.TB, status int) string {
-	t.Helper()
-	require.Equal(t, status, r.status, "body: %s", r.body)
-	e, ok := r.json(t)["error"].(map[string]any)
-	require.True(t, ok, "not an error envelope: %s", r.body)
-	id, _ := e["id"].(string)
-	return id
+	return testhttp.Do(e.t, c, method, e.srv.URL+path, body, header)
 }
 
 // submitJSON posts body as JSON to the flow.
@@ -285,11 +232,11 @@ func (e *env) submitForm(c *http.Client, flowID string, values url.Values) *resu
 func (e *env) passwordAPI(identifier, secret string) map[string]any {
 	e.t.Helper()
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api", nil, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	f := r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	f := r.Flow(e.t)
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"method": "password", "identifier": identifier, "password": secret}, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.json(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.JSON(e.t)
 }
 
 // aal1Token signs the test identity in with its password (API) and
@@ -305,8 +252,8 @@ func (e *env) aal1Token() string {
 func (e *env) stepUpAPI(token string) flow.Flow {
 	e.t.Helper()
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api?aal=aal2", nil, map[string]string{"X-Session-Token": token})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
-	return r.flow(e.t)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
+	return r.Flow(e.t)
 }
 
 // submitCode submits a TOTP code to an API flow with the session of token.

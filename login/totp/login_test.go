@@ -35,12 +35,12 @@ func TestStepUpAPI(t *testing.T) {
 	assert.Equal(t, "aal1", s1["authenticator_assurance_level"])
 
 	who := e.whoami(token)
-	assert.Equal(t, autherrors.IDSessionAAL2Required, who.errorID(t, http.StatusForbidden))
-	assert.Equal(t, e.srv.URL+"/self-service/login/browser?aal=aal2", who.json(t)["redirect_browser_to"])
+	assert.Equal(t, autherrors.IDSessionAAL2Required, who.WantError(t, http.StatusForbidden))
+	assert.Equal(t, e.srv.URL+"/self-service/login/browser?aal=aal2", who.JSON(t)["redirect_browser_to"])
 
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api?aal=aal2", nil, map[string]string{"X-Session-Token": token})
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	f := r.flow(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	f := r.Flow(t)
 	assert.Equal(t, flow.AAL2, f.RequestedAAL)
 	assert.Equal(t, []int{flow.IDSecondFactor}, flowMessageIDs(f))
 	var raw struct {
@@ -48,7 +48,7 @@ func TestStepUpAPI(t *testing.T) {
 			Nodes []json.RawMessage `json:"nodes"`
 		} `json:"ui"`
 	}
-	require.NoError(t, json.Unmarshal(r.body, &raw))
+	require.NoError(t, json.Unmarshal(r.Body, &raw))
 	require.Len(t, raw.UI.Nodes, 3, "csrf_token, totp_code, method (§4): no identifier, no password")
 	assert.JSONEq(t, `{"type":"input","group":"default","attributes":{"name":"csrf_token","type":"hidden","value":"","required":true,"disabled":false,"node_type":"input"},"messages":[],"meta":{}}`, string(raw.UI.Nodes[0]))
 	assert.JSONEq(t, `{"type":"input","group":"totp","attributes":{"name":"totp_code","type":"text","value":"","required":true,"autocomplete":"one-time-code","disabled":false,"node_type":"input"},"messages":[],
@@ -57,8 +57,8 @@ func TestStepUpAPI(t *testing.T) {
 		"meta":{"label":{"id":1010009,"text":"Use Authenticator","type":"info"}}}`, string(raw.UI.Nodes[2]))
 
 	r = e.submitCode(f.ID, token, e.code(0))
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	body := r.json(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	body := r.JSON(t)
 	newToken, _ := body["session_token"].(string)
 	require.NotEmpty(t, newToken)
 	assert.NotEqual(t, token, newToken, "the token rotates (Part 1 S3)")
@@ -71,9 +71,9 @@ func TestStepUpAPI(t *testing.T) {
 	assert.Equal(t, e.identity.ID, s2["identity"].(map[string]any)["id"])
 
 	who = e.whoami(newToken)
-	require.Equal(t, http.StatusOK, who.status, "body: %s", who.body)
-	assert.Equal(t, "aal2", who.json(t)["authenticator_assurance_level"])
-	assert.Equal(t, autherrors.IDSessionInactive, e.whoami(token).errorID(t, http.StatusUnauthorized), "the old token stopped working")
+	require.Equal(t, http.StatusOK, who.Status, "body: %s", who.Body)
+	assert.Equal(t, "aal2", who.JSON(t)["authenticator_assurance_level"])
+	assert.Equal(t, autherrors.IDSessionInactive, e.whoami(token).WantError(t, http.StatusUnauthorized), "the old token stopped working")
 
 	last, _ := e.storedLastStep(e.identity.ID)
 	assert.Equal(t, step(e.clock.Now()), last, "the step is recorded as used")
@@ -115,21 +115,21 @@ func TestStepUpBrowser(t *testing.T) {
 				stepUp += "&return_to=" + url.QueryEscape(row.returnTo)
 			}
 			r := e.do(c, http.MethodGet, "/self-service/login/browser"+query, nil, map[string]string{"Accept": "application/json"})
-			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-			first := r.flow(t)
+			require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+			first := r.Flow(t)
 			password := map[string]any{"method": "password", "identifier": testIdentifier, "password": testPassword, "csrf_token": csrfToken(first)}
 
 			// The first factor.
 			if row.spa {
 				r = e.submitJSON(c, first.ID, password, nil)
-				assert.Equal(t, autherrors.IDBrowserLocationChangeRequired, r.errorID(t, http.StatusUnprocessableEntity))
-				assert.Equal(t, stepUp, r.json(t)["redirect_browser_to"])
+				assert.Equal(t, autherrors.IDBrowserLocationChangeRequired, r.WantError(t, http.StatusUnprocessableEntity))
+				assert.Equal(t, stepUp, r.JSON(t)["redirect_browser_to"])
 			} else {
 				r = e.submitForm(c, first.ID, url.Values{"method": {"password"}, "identifier": {testIdentifier}, "password": {testPassword}, "csrf_token": {csrfToken(first)}})
-				require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-				assert.Equal(t, stepUp, r.header.Get("Location"))
+				require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+				assert.Equal(t, stepUp, r.Header.Get("Location"))
 			}
-			require.NotNil(t, r.cookie(sessionCookie), "the aal1 session is issued")
+			require.NotNil(t, r.Cookie(sessionCookie), "the aal1 session is issued")
 			aal1 := e.jarCookie(c, sessionCookie)
 
 			// The browser follows the redirect to the step-up flow.
@@ -137,17 +137,17 @@ func TestStepUpBrowser(t *testing.T) {
 			var f flow.Flow
 			if row.spa {
 				r = e.do(c, http.MethodGet, path, nil, map[string]string{"Accept": "application/json"})
-				require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-				f = r.flow(t)
+				require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+				f = r.Flow(t)
 			} else {
 				r = e.do(c, http.MethodGet, path, nil, map[string]string{"Accept": "text/html"})
-				require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-				loc, err := url.Parse(r.header.Get("Location"))
+				require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+				loc, err := url.Parse(r.Header.Get("Location"))
 				require.NoError(t, err)
 				require.Equal(t, loginUI, loc.Scheme+"://"+loc.Host+loc.Path)
 				r = e.do(c, http.MethodGet, "/self-service/login/flows?id="+loc.Query().Get("flow"), nil, nil)
-				require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-				f = r.flow(t)
+				require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+				f = r.Flow(t)
 			}
 			assert.Equal(t, flow.AAL2, f.RequestedAAL)
 			assert.Equal(t, row.returnTo, f.ReturnTo)
@@ -156,39 +156,39 @@ func TestStepUpBrowser(t *testing.T) {
 			// A wrong code first: FLOW-400, the code not echoed.
 			if row.spa {
 				r = e.submitJSON(c, f.ID, map[string]any{"method": "totp", "totp_code": e.wrongCode(), "csrf_token": csrfToken(f)}, nil)
-				require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+				require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 			} else {
 				r = e.submitForm(c, f.ID, url.Values{"method": {"totp"}, "totp_code": {e.wrongCode()}, "csrf_token": {csrfToken(f)}})
-				require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-				assert.Equal(t, loginUI+"?flow="+f.ID, r.header.Get("Location"))
+				require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+				assert.Equal(t, loginUI+"?flow="+f.ID, r.Header.Get("Location"))
 				r = e.do(c, http.MethodGet, "/self-service/login/flows?id="+f.ID, nil, nil)
-				require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+				require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 			}
-			f = r.flow(t)
+			f = r.Flow(t)
 			assert.Equal(t, []int{flow.IDInvalidCode}, flowMessageIDs(f))
 			assertCodeNotEchoed(t, f)
-			assert.Nil(t, r.cookie(sessionCookie), "no session change")
+			assert.Nil(t, r.Cookie(sessionCookie), "no session change")
 
 			// The code.
 			if row.spa {
 				r = e.submitJSON(c, f.ID, map[string]any{"method": "totp", "totp_code": e.code(0), "csrf_token": csrfToken(f)}, nil)
-				require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-				body := r.json(t)
+				require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+				body := r.JSON(t)
 				assert.NotContains(t, body, "session_token", "browsers get a cookie, not a token")
 				assert.Equal(t, "aal2", body["session"].(map[string]any)["authenticator_assurance_level"])
 				assert.Equal(t, []any{map[string]any{"action": "redirect_browser_to", "redirect_browser_to": row.wantNext}}, body["continue_with"])
 			} else {
 				r = e.submitForm(c, f.ID, url.Values{"method": {"totp"}, "totp_code": {e.code(0)}, "csrf_token": {csrfToken(f)}})
-				require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-				assert.Equal(t, row.wantNext, r.header.Get("Location"))
+				require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+				assert.Equal(t, row.wantNext, r.Header.Get("Location"))
 			}
-			require.NotNil(t, r.cookie(sessionCookie), "a new session cookie")
+			require.NotNil(t, r.Cookie(sessionCookie), "a new session cookie")
 			aal2 := e.jarCookie(c, sessionCookie)
 			assert.NotEqual(t, aal1, aal2, "the token rotated")
-			assert.Equal(t, http.StatusUnauthorized, e.whoami(aal1).status, "the aal1 cookie stopped working")
+			assert.Equal(t, http.StatusUnauthorized, e.whoami(aal1).Status, "the aal1 cookie stopped working")
 			who := e.do(c, http.MethodGet, "/sessions/whoami", nil, nil)
-			require.Equal(t, http.StatusOK, who.status, "body: %s", who.body)
-			assert.Equal(t, "aal2", who.json(t)["authenticator_assurance_level"])
+			require.Equal(t, http.StatusOK, who.Status, "body: %s", who.Body)
+			assert.Equal(t, "aal2", who.JSON(t)["authenticator_assurance_level"])
 		})
 	}
 }
@@ -241,15 +241,15 @@ func TestCodeSubmissions(t *testing.T) {
 			}
 			body["method"] = "totp"
 			r := e.submitJSON(e.api(), f.ID, body, map[string]string{"X-Session-Token": token})
-			require.Equal(t, row.want.status, r.status, "body: %s", r.body)
+			require.Equal(t, row.want.status, r.Status, "body: %s", r.Body)
 			last, _ := e.storedLastStep(e.identity.ID)
 			if row.want.status == http.StatusOK {
-				assert.Equal(t, "aal2", r.json(t)["session"].(map[string]any)["authenticator_assurance_level"])
+				assert.Equal(t, "aal2", r.JSON(t)["session"].(map[string]any)["authenticator_assurance_level"])
 				assert.NotZero(t, last)
 				return
 			}
 			assert.Zero(t, last, "a refused code consumes nothing")
-			got := r.flow(t)
+			got := r.Flow(t)
 			assertCodeNotEchoed(t, got)
 			if row.want.node != nil {
 				assert.Empty(t, got.UI.Messages)
@@ -261,7 +261,7 @@ func TestCodeSubmissions(t *testing.T) {
 				assert.JSONEq(t, mustJSON(t, flow.InvalidCode()), mustJSON(t, got.UI.Messages[0]))
 				assert.Empty(t, got.UI.Node("totp_code").Messages)
 			}
-			assert.Equal(t, autherrors.IDSessionAAL2Required, e.whoami(token).errorID(t, http.StatusForbidden), "still aal1")
+			assert.Equal(t, autherrors.IDSessionAAL2Required, e.whoami(token).WantError(t, http.StatusForbidden), "still aal1")
 		})
 	}
 }
@@ -281,25 +281,25 @@ func TestCodeIsSingleUse(t *testing.T) {
 	e := newEnv(t)
 	first := e.aal1Token()
 	code := e.code(0)
-	require.Equal(t, http.StatusOK, e.submitCode(e.stepUpAPI(first).ID, first, code).status)
+	require.Equal(t, http.StatusOK, e.submitCode(e.stepUpAPI(first).ID, first, code).Status)
 
 	second := e.aal1Token()
 	f := e.stepUpAPI(second)
 	r := e.submitCode(f.ID, second, code)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	got := r.flow(t)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	got := r.Flow(t)
 	assert.Equal(t, []int{flow.IDInvalidCode}, flowMessageIDs(got), "a replay is answered as a wrong code")
 	assertCodeNotEchoed(t, got)
 
 	e.clock.Advance(30 * time.Second) // the used step is now the previous one, still in the window
 	r = e.submitCode(f.ID, second, code)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDInvalidCode}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDInvalidCode}, flowMessageIDs(r.Flow(t)))
 	r = e.submitCode(f.ID, second, e.code(-60*time.Second))
-	require.Equal(t, http.StatusBadRequest, r.status, "an older step than the used one: body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "an older step than the used one: body: %s", r.Body)
 
 	r = e.submitCode(f.ID, second, e.code(0))
-	require.Equal(t, http.StatusOK, r.status, "the next step's code: body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "the next step's code: body: %s", r.Body)
 	last, _ := e.storedLastStep(e.identity.ID)
 	assert.Equal(t, step(e.clock.Now()), last)
 }
@@ -320,14 +320,14 @@ func TestEnrolmentCodeCannotLogIn(t *testing.T) {
 	f := e.stepUpAPI(tok)
 	require.NotNil(t, f.UI.Node("totp_code"), "the enrolled identity has TOTP")
 	r := e.submitCode(f.ID, tok, enrolment)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDInvalidCode}, flowMessageIDs(r.flow(t)))
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDInvalidCode}, flowMessageIDs(r.Flow(t)))
 
 	e.clock.Advance(30 * time.Second)
 	r = e.submitCode(f.ID, tok, enrolment)
-	require.Equal(t, http.StatusBadRequest, r.status, "still in the window, still refused: body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "still in the window, still refused: body: %s", r.Body)
 	r = e.submitCode(f.ID, tok, codeAt(t, key.Secret, e.clock.Now()))
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // Of concurrent submissions of one code, by different sessions of the same
@@ -463,19 +463,19 @@ func TestWrongCodesAreThrottled(t *testing.T) {
 	for i := range 5 {
 		tok := e.aal1Token()
 		r := e.submitCode(e.stepUpAPI(tok).ID, tok, wrong)
-		require.Equal(t, http.StatusBadRequest, r.status, "wrong code %d: body: %s", i+1, r.body)
+		require.Equal(t, http.StatusBadRequest, r.Status, "wrong code %d: body: %s", i+1, r.Body)
 	}
 	tok := e.aal1Token()
 	f := e.stepUpAPI(tok)
 	r := e.submitCode(f.ID, tok, e.code(0))
-	assert.Equal(t, autherrors.IDTooManyAttempts, r.errorID(t, http.StatusTooManyRequests))
-	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	assert.Equal(t, autherrors.IDTooManyAttempts, r.WantError(t, http.StatusTooManyRequests))
+	assert.NotEmpty(t, r.Header.Get("Retry-After"))
 	last, _ := e.storedLastStep(e.identity.ID)
 	assert.Zero(t, last, "the throttled code was not consumed")
 
 	e.clock.Advance(time.Second) // the first delay; still the same step
 	r = e.submitCode(f.ID, tok, e.code(0))
-	assert.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // A refused replay counts as a wrong code (Part 1 S4).
@@ -483,15 +483,15 @@ func TestReplaysAreThrottled(t *testing.T) {
 	e := newEnv(t)
 	code := e.code(0)
 	tok := e.aal1Token()
-	require.Equal(t, http.StatusOK, e.submitCode(e.stepUpAPI(tok).ID, tok, code).status)
+	require.Equal(t, http.StatusOK, e.submitCode(e.stepUpAPI(tok).ID, tok, code).Status)
 	for i := range 5 {
 		tok := e.aal1Token()
 		r := e.submitCode(e.stepUpAPI(tok).ID, tok, code)
-		require.Equal(t, http.StatusBadRequest, r.status, "replay %d: body: %s", i+1, r.body)
+		require.Equal(t, http.StatusBadRequest, r.Status, "replay %d: body: %s", i+1, r.Body)
 	}
 	tok = e.aal1Token()
 	r := e.submitCode(e.stepUpAPI(tok).ID, tok, e.code(30*time.Second))
-	assert.Equal(t, autherrors.IDTooManyAttempts, r.errorID(t, http.StatusTooManyRequests))
+	assert.Equal(t, autherrors.IDTooManyAttempts, r.WantError(t, http.StatusTooManyRequests))
 }
 
 // TOTP is a second factor only: an ordinary (aal1) flow offers no TOTP
@@ -499,16 +499,16 @@ func TestReplaysAreThrottled(t *testing.T) {
 func TestTOTPOnAnAAL1Flow(t *testing.T) {
 	e := newEnv(t)
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api", nil, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	f := r.flow(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	f := r.Flow(t)
 	assert.Nil(t, f.UI.Node("totp_code"))
 	for _, n := range f.UI.Nodes {
 		assert.NotEqual(t, "totp", n.Group)
 	}
 	r = e.submitJSON(e.api(), f.ID, map[string]any{"method": "totp", "totp_code": e.code(0)}, nil)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, []int{flow.IDNoMethod}, flowMessageIDs(r.flow(t)))
-	assert.NotContains(t, r.json(t), "session_token")
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, []int{flow.IDNoMethod}, flowMessageIDs(r.Flow(t)))
+	assert.NotContains(t, r.JSON(t), "session_token")
 	last, _ := e.storedLastStep(e.identity.ID)
 	assert.Zero(t, last)
 }
@@ -522,17 +522,17 @@ func TestIdentityWithoutTOTP(t *testing.T) {
 	body := e.passwordAPI("bob@example.com", otherPassword)
 	assert.NotNil(t, body["session"].(map[string]any)["identity"], "no second factor: an ordinary login")
 	tok := body["session_token"].(string)
-	require.Equal(t, http.StatusOK, e.whoami(tok).status)
+	require.Equal(t, http.StatusOK, e.whoami(tok).Status)
 
 	r := e.do(e.api(), http.MethodGet, "/self-service/login/api?aal=aal2", nil, map[string]string{"X-Session-Token": tok})
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Nil(t, r.json(t)["ui"].(map[string]any)["nodes"], "an API step-up flow offering nothing has no nodes")
-	f := r.flow(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Nil(t, r.JSON(t)["ui"].(map[string]any)["nodes"], "an API step-up flow offering nothing has no nodes")
+	f := r.Flow(t)
 	assert.Equal(t, []int{flow.IDSecondFactor}, flowMessageIDs(f))
 	for i := range 7 { // more than the free failures: none of them counts
 		r = e.submitCode(f.ID, tok, e.code(0))
-		require.Equal(t, http.StatusBadRequest, r.status, "submission %d: body: %s", i+1, r.body)
-		assert.Equal(t, []int{flow.IDNoTOTPDevice}, flowMessageIDs(r.flow(t)))
+		require.Equal(t, http.StatusBadRequest, r.Status, "submission %d: body: %s", i+1, r.Body)
+		assert.Equal(t, []int{flow.IDNoTOTPDevice}, flowMessageIDs(r.Flow(t)))
 	}
 }
 
@@ -550,12 +550,12 @@ func TestDamagedCredentialFailsClosed(t *testing.T) {
 	body := e.passwordAPI("bob@example.com", otherPassword)
 	assert.Nil(t, body["session"].(map[string]any)["identity"], "still has a second factor")
 	tok := body["session_token"].(string)
-	assert.Equal(t, http.StatusForbidden, e.whoami(tok).status)
+	assert.Equal(t, http.StatusForbidden, e.whoami(tok).Status)
 	f := e.stepUpAPI(tok)
 	require.NotNil(t, f.UI.Node("totp_code"))
 	r := e.submitCode(f.ID, tok, codeAt(t, testSecret, e.clock.Now()))
-	assert.Equal(t, http.StatusInternalServerError, r.status, "body: %s", r.body)
-	assert.Equal(t, http.StatusForbidden, e.whoami(tok).status, "still aal1")
+	assert.Equal(t, http.StatusInternalServerError, r.Status, "body: %s", r.Body)
+	assert.Equal(t, http.StatusForbidden, e.whoami(tok).Status, "still aal1")
 }
 
 // A code is spent exactly when a login happens: when the login is refused
@@ -576,13 +576,13 @@ func TestCodeIsSpentOnlyByALogin(t *testing.T) {
 	f := e.stepUpAPI(tok)
 	code := e.code(0)
 	r := e.submitCode(f.ID, tok, code)
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 	last, _ := e.storedLastStep(e.identity.ID)
 	assert.Zero(t, last, "the refused login spent no step")
 
 	refuse.Store(false)
 	r = e.submitCode(f.ID, tok, code)
-	require.Equal(t, http.StatusOK, r.status, "the same code logs in: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "the same code logs in: %s", r.Body)
 	last, _ = e.storedLastStep(e.identity.ID)
 	assert.Equal(t, step(e.clock.Now()), last)
 }
