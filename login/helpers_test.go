@@ -11,13 +11,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
@@ -36,23 +36,8 @@ const (
 	testPassword   = "correct horse battery staple"
 )
 
-// clock is an adjustable clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the handler's injected clock.
+type clock = testclock.Clock
 
 // env is one test deployment with a seeded identity.
 type env struct {
@@ -71,7 +56,7 @@ type env struct {
 // configure may change the Config before New.
 func newEnv(t testing.TB, configure ...func(*login.Config)) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{t: time.Date(2026, 11, 27, 17, 4, 49, 483056979, time.UTC)}}
+	e := &env{t: t, clock: testclock.New(time.Date(2026, 11, 27, 17, 4, 49, 483056979, time.UTC))}
 	e.flows = flow.NewMemoryStore(e.clock.Now)
 	e.sessions = session.NewMemoryStore(e.clock.Now)
 	e.identities = session.NewMemoryIdentityStore()

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/authflow/authflow/courier"
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
@@ -47,23 +47,8 @@ const (
 
 var start = time.Date(2026, 11, 5, 9, 30, 0, 0, time.UTC)
 
-// clock is an adjustable clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the handler's injected clock.
+type clock = testclock.Clock
 
 // setup is what a test may change before the handler is built.
 type setup struct {
@@ -92,7 +77,7 @@ type env struct {
 // play several clients. The method's queue is closed when the test ends.
 func newEnv(t testing.TB, configure ...func(*setup)) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{t: start}, mail: courier.NewCapture(), ids: map[string]*session.Identity{}}
+	e := &env{t: t, clock: testclock.New(start), mail: courier.NewCapture(), ids: map[string]*session.Identity{}}
 	e.flows = flow.NewMemoryStore(e.clock.Now)
 	e.identities = session.NewMemoryIdentityStore()
 	mux := http.NewServeMux()

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
@@ -69,17 +70,8 @@ func codesCredential(t testing.TB, identityID string) session.Credential {
 	}
 }
 
-// clock is an adjustable clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
+// clock is the handler's injected clock.
+type clock = testclock.Clock
 
 // env is one deployment: the handler with the password method and the
 // lookup method, in-memory stores, and alice, who has a password and
@@ -97,7 +89,7 @@ type env struct {
 // newEnv starts the handler; configure may change the login.Config.
 func newEnv(t testing.TB, configure ...func(*login.Config)) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{t: time.Date(2026, 12, 3, 7, 28, 12, 483056979, time.UTC)}}
+	e := &env{t: t, clock: testclock.New(time.Date(2026, 12, 3, 7, 28, 12, 483056979, time.UTC))}
 	e.flows = flow.NewMemoryStore(e.clock.Now)
 	e.sessions = session.NewMemoryStore(e.clock.Now)
 	e.identities = session.NewMemoryIdentityStore()

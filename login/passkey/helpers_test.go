@@ -10,13 +10,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
@@ -45,23 +45,8 @@ const (
 
 var start = time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)
 
-// clock is an adjustable clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the handler's injected clock.
+type clock = testclock.Clock
 
 // env is one test deployment with the passkey method (and the webauthn
 // method when options ask for it). Its identity has a password and, after
@@ -90,7 +75,7 @@ type options struct {
 
 func newEnv(t testing.TB, o options) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{t: start}, auth: passkeytest.New()}
+	e := &env{t: t, clock: testclock.New(start), auth: passkeytest.New()}
 	e.flows = flow.NewMemoryStore(e.clock.Now)
 	e.sessions = session.NewMemoryStore(e.clock.Now)
 	e.identities = session.NewMemoryIdentityStore()

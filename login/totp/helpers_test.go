@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
@@ -51,23 +51,8 @@ const (
 // steps.
 var start = time.Unix(1_795_000_000-1_795_000_000%30+10, 0).UTC()
 
-// clock is an adjustable clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the handler's injected clock.
+type clock = testclock.Clock
 
 // env is one test deployment. Its identity has a password and the TOTP
 // credential of testURL, imported as from Kratos.
@@ -86,7 +71,7 @@ type env struct {
 // Throttling uses the default limits on the test clock.
 func newEnv(t testing.TB, configure ...func(*login.Config)) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{t: start}}
+	e := &env{t: t, clock: testclock.New(start)}
 	var err error
 	e.method, err = totp.New(totp.Config{Issuer: "Example", Now: e.clock.Now})
 	require.NoError(t, err)
