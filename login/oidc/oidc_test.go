@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/oidc"
@@ -34,17 +34,8 @@ const (
 	subject       = "1234567890" // mockoidc.DefaultUser()
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the handler's injected clock.
+type clock = testclock.Clock
 
 // env is the handler with the oidc method, and a mock OpenID provider.
 type env struct {
@@ -74,7 +65,7 @@ func newEnv(t *testing.T, opts ...option) *env {
 
 func newEnvWith(t *testing.T, idp *mockoidc.MockOIDC, opts ...option) *env {
 	t.Helper()
-	e := &env{t: t, idp: idp, clock: &clock{t: time.Now().UTC()}}
+	e := &env{t: t, idp: idp, clock: testclock.New(time.Now().UTC())}
 	e.flows = flow.NewMemoryStore(e.clock.Now)
 	e.sessions = session.NewMemoryStore(e.clock.Now)
 	e.identities = session.NewMemoryIdentityStore()
