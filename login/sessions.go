@@ -50,7 +50,8 @@ func (h *Handler) currentSession(ctx context.Context, r *http.Request) (*current
 		return nil, nil
 	}
 	if loader, ok := h.cfg.SessionStore.(SessionIdentityLoader); ok {
-		rec, id, creds, err := loader.SessionWithIdentity(ctx, hashToken(token))
+		withCreds := h.cfg.RequiredAAL == RequireHighestAvailable && len(h.secondFactors) > 0 // what checkAAL reads
+		rec, id, creds, err := loader.SessionWithIdentity(ctx, hashToken(token), withCreds)
 		switch {
 		case errors.Is(err, session.ErrNotFound):
 			return nil, nil
@@ -59,7 +60,7 @@ func (h *Handler) currentSession(ctx context.Context, r *http.Request) (*current
 		case !rec.Valid(h.now()) || id == nil || !id.Active():
 			return nil, nil
 		}
-		if creds == nil {
+		if withCreds && creds == nil {
 			creds = []session.Credential{}
 		}
 		return &current{rec: rec, identity: id, token: token, creds: creds}, nil

@@ -144,11 +144,13 @@ type IdentityCredentialsFinder interface {
 // IdentityStore in turn.
 type SessionIdentityLoader interface {
 	// SessionWithIdentity returns the session whose token hash is
-	// tokenHash (revoked or expired ones included, as SessionByToken),
-	// its identity and the identity's credentials (an empty list when it
-	// has none). session.ErrNotFound if there is no such session; a
-	// session whose identity is gone returns a nil identity.
-	SessionWithIdentity(ctx context.Context, tokenHash string) (*session.Record, *session.Identity, []session.Credential, error)
+	// tokenHash (revoked or expired ones included, as SessionByToken) and
+	// its identity, and, when credentials is set, the identity's
+	// credentials (an empty list when it has none; nil when not asked
+	// for). session.ErrNotFound if there is no such session; a session
+	// whose identity is gone returns a nil identity. The handler asks for
+	// credentials only when a second-factor method is configured.
+	SessionWithIdentity(ctx context.Context, tokenHash string, credentials bool) (*session.Record, *session.Identity, []session.Credential, error)
 }
 
 // Compile-time proof that the in-memory stores implement the interfaces.

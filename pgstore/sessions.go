@@ -101,7 +101,15 @@ func (s *Store) SessionByToken(ctx context.Context, tokenHash string) (*session.
 	return s.oneSession(ctx, sqlSessionByToken, tokenHash)
 }
 
-var sqlSessionWithIdentity = query("SessionWithIdentity", `
+var (
+	sqlSessionWithIdentity = query("SessionWithIdentity.identityOnly", `
+SELECT s.id::text, s.identity_id, s.token_hash, s.active, s.record,
+	i.id IS NOT NULL, i.state, i.state_changed_at, i.updated_at, i.record,
+	NULL::text, NULL::text[], NULL::json, NULL::bigint
+FROM authflow_sessions s
+LEFT JOIN authflow_identities i ON i.id = s.identity_id
+WHERE s.token_hash = $1`)
+	sqlSessionWithCredentials = query("SessionWithIdentity", `
 SELECT s.id::text, s.identity_id, s.token_hash, s.active, s.record,
 	i.id IS NOT NULL, i.state, i.state_changed_at, i.updated_at, i.record,
 	c.type, c.identifiers, c.config, c.version
@@ -110,15 +118,21 @@ LEFT JOIN authflow_identities i ON i.id = s.identity_id
 LEFT JOIN authflow_credentials c ON c.identity_id = i.id
 WHERE s.token_hash = $1
 ORDER BY c.type`)
+)
 
 // SessionWithIdentity implements login.SessionIdentityLoader: the session
-// of tokenHash, its identity and the identity's credentials (ordered by
-// type), in one statement, so that checking a session is one round trip.
-func (s *Store) SessionWithIdentity(ctx context.Context, tokenHash string) (*session.Record, *session.Identity, []session.Credential, error) {
+// of tokenHash, its identity and, when asked for, the identity's
+// credentials (ordered by type), in one statement, so that checking a
+// session is one round trip.
+func (s *Store) SessionWithIdentity(ctx context.Context, tokenHash string, credentials bool) (*session.Record, *session.Identity, []session.Credential, error) {
 	if !storable(tokenHash) {
 		return nil, nil, nil, session.ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, sqlSessionWithIdentity, tokenHash)
+	sql := sqlSessionWithIdentity
+	if credentials {
+		sql = sqlSessionWithCredentials
+	}
+	rows, err := s.pool.Query(ctx, sql, tokenHash)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("pgstore: read session: %w", err)
 	}
@@ -126,8 +140,11 @@ func (s *Store) SessionWithIdentity(ctx context.Context, tokenHash string) (*ses
 	var (
 		rec   *session.Record
 		id    *session.Identity
-		creds = []session.Credential{}
+		creds []session.Credential
 	)
+	if credentials {
+		creds = []session.Credential{}
+	}
 	for rows.Next() {
 		var (
 			sessionID, identityID, hash string
