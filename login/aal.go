@@ -64,6 +64,13 @@ func (h *Handler) hasSecondFactor(ctx context.Context, id *session.Identity, cre
 	return false, nil
 }
 
+// stepUpReadsCredentials reports whether deciding that a session needs
+// its second factor reads the identity's credentials (needsStepUp): only
+// under RequireHighestAvailable with a second-factor method configured.
+func (h *Handler) stepUpReadsCredentials() bool {
+	return h.cfg.RequiredAAL == RequireHighestAvailable && len(h.secondFactors) > 0
+}
+
 // needsStepUp reports whether a session of aal for identity id falls short
 // of Config.RequiredAAL: under RequireHighestAvailable, an aal1 session of
 // an identity that has a second factor.
@@ -74,7 +81,7 @@ func (h *Handler) needsStepUp(ctx context.Context, aal string, id *session.Ident
 // needsStepUpWith is needsStepUp with the identity's credentials when they
 // are at hand (nil: they are loaded if needed).
 func (h *Handler) needsStepUpWith(ctx context.Context, aal string, id *session.Identity, creds []session.Credential) (bool, error) {
-	if h.cfg.RequiredAAL != RequireHighestAvailable || aal == flow.AAL2 || len(h.secondFactors) == 0 {
+	if !h.stepUpReadsCredentials() || aal == flow.AAL2 {
 		return false, nil
 	}
 	return h.hasSecondFactor(ctx, id, creds)

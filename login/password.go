@@ -211,7 +211,7 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 	}
 	secret := []byte(f.Password)
 
-	id, cred, all, err := findIdentity(ctx, s.Identities, session.CredentialPassword, identifier)
+	id, cred, all, err := findIdentity(ctx, s.Identities, session.CredentialPassword, identifier, s.h.stepUpReadsCredentials())
 	if errors.Is(err, session.ErrNotFound) {
 		if err := m.compareDummy(ctx, secret); err != nil {
 			return nil, err
@@ -246,9 +246,10 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 }
 
 // findIdentity is ids.FindIdentity, with all of the identity's credentials
-// when the store can return them in the same step (nil otherwise).
-func findIdentity(ctx context.Context, ids IdentityStore, typ session.CredentialType, identifier string) (*session.Identity, *session.Credential, []session.Credential, error) {
-	if f, ok := ids.(IdentityCredentialsFinder); ok {
+// when they are wanted and the store can return them in the same step
+// (nil otherwise).
+func findIdentity(ctx context.Context, ids IdentityStore, typ session.CredentialType, identifier string, wanted bool) (*session.Identity, *session.Credential, []session.Credential, error) {
+	if f, ok := ids.(IdentityCredentialsFinder); ok && wanted {
 		return f.FindIdentityWithCredentials(ctx, typ, identifier)
 	}
 	id, cred, err := ids.FindIdentity(ctx, typ, identifier)

@@ -50,7 +50,7 @@ func (h *Handler) currentSession(ctx context.Context, r *http.Request) (*current
 		return nil, nil
 	}
 	if loader, ok := h.cfg.SessionStore.(SessionIdentityLoader); ok {
-		withCreds := h.cfg.RequiredAAL == RequireHighestAvailable && len(h.secondFactors) > 0 // what checkAAL reads
+		withCreds := h.stepUpReadsCredentials()
 		rec, id, creds, err := loader.SessionWithIdentity(ctx, hashToken(token), withCreds)
 		switch {
 		case errors.Is(err, session.ErrNotFound):
