@@ -15,14 +15,25 @@ import (
 	"github.com/authflow/authflow/session"
 )
 
+// memSessions names the embedded session store apart from the flow store.
+type memSessions = session.MemoryStore
+
 // transactionalStore is a flow store that also holds the sessions and
 // offers login.FlowSessionCompleter, as a database backend would; it
 // records how the handler completed flows.
 type transactionalStore struct {
 	*flow.MemoryStore
-	sessions *session.MemoryStore
-	fail     error // when set, the transaction fails and changes nothing
-	calls    []bool
+	*memSessions
+	fail  error // when set, the transaction fails and changes nothing
+	calls []bool
+}
+
+// useTransactionalStore makes c's flow and session stores one
+// transactionalStore over them.
+func useTransactionalStore(c *login.Config) *transactionalStore {
+	s := &transactionalStore{MemoryStore: c.FlowStore.(*flow.MemoryStore), memSessions: c.SessionStore.(*session.MemoryStore)}
+	c.FlowStore, c.SessionStore = s, s
+	return s
 }
 
 func (s *transactionalStore) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool, now time.Time) error {
@@ -30,7 +41,7 @@ func (s *transactionalStore) CompleteFlowWithSession(ctx context.Context, rec *f
 	if s.fail != nil {
 		return s.fail
 	}
-	return completeInMemory(ctx, s.MemoryStore, s.sessions, rec, sess, create, now)
+	return completeInMemory(ctx, s.MemoryStore, s.memSessions, rec, sess, create, now)
 }
 
 // completeInMemory is a FlowSessionCompleter's transaction on the in-memory
@@ -62,8 +73,7 @@ var _ login.FlowSessionCompleter = (*transactionalStore)(nil)
 func TestCompleterIsUsedForLoginAndRefresh(t *testing.T) {
 	var store *transactionalStore
 	e := newEnv(t, func(c *login.Config) {
-		store = &transactionalStore{MemoryStore: c.FlowStore.(*flow.MemoryStore), sessions: c.SessionStore.(*session.MemoryStore)}
-		c.FlowStore = store
+		store = useTransactionalStore(c)
 	})
 
 	tok := e.loginAPI()
@@ -80,8 +90,7 @@ func TestCompleterIsUsedForLoginAndRefresh(t *testing.T) {
 func TestCompleterFailureIssuesNoSessionAndKeepsTheFlow(t *testing.T) {
 	var store *transactionalStore
 	e := newEnv(t, func(c *login.Config) {
-		store = &transactionalStore{MemoryStore: c.FlowStore.(*flow.MemoryStore), sessions: c.SessionStore.(*session.MemoryStore)}
-		c.FlowStore = store
+		store = useTransactionalStore(c)
 	})
 	store.fail = errors.New("database is down")
 

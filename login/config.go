@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -244,6 +245,7 @@ func New(cfg Config) (*Handler, error) {
 	if h.cfg.SessionStore == nil {
 		h.cfg.SessionStore = session.NewMemoryStore(h.now)
 	}
+	h.spanStores()
 	if h.cfg.Hasher == nil {
 		h.cfg.Hasher = password.Argon2id{}
 	}
@@ -405,3 +407,25 @@ func withQuery(base, key, value string) string {
 }
 
 var _ http.Handler = (*Handler)(nil)
+
+// spanStores picks the stores' optional capabilities that span two roles,
+// each only when one store fills both: a FlowStore that is not the
+// SessionStore must not keep sessions, nor a SessionStore or FlowStore that
+// is not the IdentityStore answer for identities.
+func (h *Handler) spanStores() {
+	if c, ok := h.cfg.FlowStore.(FlowSessionCompleter); ok && sameStore(h.cfg.FlowStore, h.cfg.SessionStore) {
+		h.flowSessions = c
+	}
+	if l, ok := h.cfg.SessionStore.(SessionIdentityLoader); ok && sameStore(h.cfg.SessionStore, h.cfg.IdentityStore) {
+		h.sessionIdentities = l
+	}
+	if l, ok := h.cfg.FlowStore.(FlowIdentityLoader); ok && sameStore(h.cfg.FlowStore, h.cfg.IdentityStore) {
+		h.flowIdentities = l
+	}
+}
+
+// sameStore reports whether a and b are one store: the same pointer.
+func sameStore(a, b any) bool {
+	t := reflect.TypeOf(a)
+	return t != nil && t.Kind() == reflect.Pointer && t == reflect.TypeOf(b) && a == b
+}

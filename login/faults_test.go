@@ -151,15 +151,15 @@ func (s *faultFlowStore) Error(ctx context.Context, id string) (*flow.ErrorRecor
 // A fault in the transaction rolls it back: nothing changes.
 type faultTxStore struct {
 	*faultFlowStore
-	sessions *session.MemoryStore
+	*faultSessionStore
 }
 
 func (s *faultTxStore) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, sess *session.Record, create bool, now time.Time) error {
-	if err := s.plan.hit("FlowSessionCompleter.CompleteFlowWithSession"); err != nil {
+	if err := s.faultFlowStore.plan.hit("FlowSessionCompleter.CompleteFlowWithSession"); err != nil {
 		return err
 	}
 	// The "transaction" on the uncounted in-memory stores.
-	return completeInMemory(ctx, s.MemoryStore, s.sessions, rec, sess, create, now)
+	return completeInMemory(ctx, s.faultFlowStore.MemoryStore, s.faultSessionStore.MemoryStore, rec, sess, create, now)
 }
 
 // faultSessionStore is the in-memory session store behind the plan.
@@ -333,12 +333,12 @@ func faultNewEnv(t testing.TB, tx bool, configure ...func(*login.Config)) *fault
 	fe := &faultEnv{plan: &faultPlan{mode: faultOff}, logs: &subBuffer{}}
 	wrap := func(c *login.Config) {
 		fs := &faultFlowStore{MemoryStore: c.FlowStore.(*flow.MemoryStore), plan: fe.plan}
-		if tx {
-			c.FlowStore = &faultTxStore{faultFlowStore: fs, sessions: c.SessionStore.(*session.MemoryStore)}
-		} else {
-			c.FlowStore = fs
+		ss := &faultSessionStore{MemoryStore: c.SessionStore.(*session.MemoryStore), plan: fe.plan}
+		c.FlowStore, c.SessionStore = fs, ss
+		if tx { // one store for both, as a database backend is
+			both := &faultTxStore{fs, ss}
+			c.FlowStore, c.SessionStore = both, both
 		}
-		c.SessionStore = &faultSessionStore{MemoryStore: c.SessionStore.(*session.MemoryStore), plan: fe.plan}
 		c.IdentityStore = &faultIdentityStore{MemoryIdentityStore: c.IdentityStore.(*session.MemoryIdentityStore), plan: fe.plan}
 		c.Logger = faultJSONLogger(fe.logs)
 	}

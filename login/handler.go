@@ -68,6 +68,12 @@ type Handler struct {
 	methods           map[string]Method // by ID
 	decoder           *form.Decoder
 	mux               *http.ServeMux
+
+	// The stores' optional capabilities that span two roles, set only when
+	// one store fills both.
+	flowSessions      FlowSessionCompleter  // the FlowStore, also the SessionStore
+	sessionIdentities SessionIdentityLoader // the SessionStore, also the IdentityStore
+	flowIdentities    FlowIdentityLoader    // the FlowStore, also the IdentityStore
 }
 
 func (h *Handler) routes() {

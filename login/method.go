@@ -89,6 +89,23 @@ type FieldSelected interface {
 	SelectingField() string
 }
 
+// IdentityPrefetcher is a Method whose Authenticate finds the identity by
+// a credential identifier taken from the submitted fields, through
+// Submission.FindIdentity. The handler asks it for that lookup before it
+// loads the flow, so that a store that can (FlowIdentityLoader) makes both
+// in one step; Submission.FindIdentity then answers from that result. A
+// submission that names no lookup, or a different one, is served by the
+// IdentityStore as usual, so a wrong guess costs a read, never a wrong
+// answer.
+type IdentityPrefetcher interface {
+	Method
+	// PrefetchIdentity returns the credential type and the normalised
+	// identifier that Authenticate will look up for a submission of these
+	// fields (the "method" field names this method); ok is false when
+	// they name none, such as an identifier Validate refuses.
+	PrefetchIdentity(fields url.Values) (typ session.CredentialType, identifier string, ok bool)
+}
+
 // FlowRequest is what a method sees when a flow's nodes are made.
 type FlowRequest struct {
 	// Flow is the new flow (ID, type, refresh, requested AAL are set).
@@ -191,6 +208,42 @@ type Submission struct {
 	decoder *form.Decoder
 	h       *Handler
 	method  string
+	// prefetched is the lookup made with the flow (IdentityPrefetcher),
+	// until FindIdentity uses it.
+	prefetched *prefetch
+}
+
+// prefetch is an identity lookup made with the flow: the query and what
+// it found (a nil lookup: nothing).
+type prefetch struct {
+	query  IdentityQuery
+	lookup *IdentityLookup
+}
+
+// FindIdentity returns the identity holding a credential of typ that lists
+// identifier (compared verbatim: normalise it first), and that credential,
+// or session.ErrNotFound. all is every credential of the identity when the
+// handler needs them to judge whether the identity has a second factor and
+// the store returns them in the same step (IdentityCredentialsFinder), nil
+// otherwise; a method puts it in Result.Credentials. When the handler made
+// this very lookup with the flow (IdentityPrefetcher), its answer is
+// returned without another read.
+func (s *Submission) FindIdentity(ctx context.Context, typ session.CredentialType, identifier string) (id *session.Identity, cred *session.Credential, all []session.Credential, err error) {
+	wanted := s.h.stepUpReadsCredentials()
+	if p := s.prefetched; p != nil {
+		s.prefetched = nil // its values are handed out once
+		if p.query == (IdentityQuery{Type: typ, Identifier: identifier, Credentials: wanted}) {
+			if p.lookup == nil {
+				return nil, nil, nil, session.ErrNotFound
+			}
+			return p.lookup.Identity, p.lookup.Credential, p.lookup.Credentials, nil
+		}
+	}
+	if f, ok := s.Identities.(IdentityCredentialsFinder); ok && wanted {
+		return f.FindIdentityWithCredentials(ctx, typ, identifier)
+	}
+	id, cred, err = s.Identities.FindIdentity(ctx, typ, identifier)
+	return id, cred, nil, err
 }
 
 // State returns the method's entry in the flow's MethodState, as stored

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,23 @@ func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
 	return &FlowError{Fields: fields, Values: map[string]string{"identifier": raw}}
 }
 
+// PrefetchIdentity implements IdentityPrefetcher: the password credential
+// of the normalised identifier, when Validate would accept it.
+func (m *passwordMethod) PrefetchIdentity(fields url.Values) (session.CredentialType, string, bool) {
+	raw := fields.Get("identifier")
+	if raw == "" {
+		raw = fields.Get("password_identifier")
+	}
+	if len(raw) > MaxIdentifierLength {
+		return "", "", false
+	}
+	identifier, err := NormalizeIdentifier(raw)
+	if err != nil {
+		return "", "", false
+	}
+	return session.CredentialPassword, identifier, true
+}
+
 func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Result, error) {
 	f := m.fields(s)
 	raw := f.Identifier
@@ -211,7 +229,7 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 	}
 	secret := []byte(f.Password)
 
-	id, cred, all, err := findIdentity(ctx, s.Identities, session.CredentialPassword, identifier, s.h.stepUpReadsCredentials())
+	id, cred, all, err := s.FindIdentity(ctx, session.CredentialPassword, identifier)
 	if errors.Is(err, session.ErrNotFound) {
 		if err := m.compareDummy(ctx, secret); err != nil {
 			return nil, err
@@ -243,17 +261,6 @@ func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Resu
 		res.AfterLogin = func(ctx context.Context) error { return m.rehash(ctx, s.Identities, id.ID, cred, secret) }
 	}
 	return res, nil
-}
-
-// findIdentity is ids.FindIdentity, with all of the identity's credentials
-// when they are wanted and the store can return them in the same step
-// (nil otherwise).
-func findIdentity(ctx context.Context, ids IdentityStore, typ session.CredentialType, identifier string, wanted bool) (*session.Identity, *session.Credential, []session.Credential, error) {
-	if f, ok := ids.(IdentityCredentialsFinder); ok && wanted {
-		return f.FindIdentityWithCredentials(ctx, typ, identifier)
-	}
-	id, cred, err := ids.FindIdentity(ctx, typ, identifier)
-	return id, cred, nil, err
 }
 
 // hashedPassword returns the hash in a password credential's

@@ -16,7 +16,6 @@ import (
 	"github.com/authflow/authflow/flow"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
-	"github.com/authflow/authflow/session"
 )
 
 func sha256Hex(s string) string {
@@ -62,7 +61,7 @@ func TestRefreshLosesToConcurrentLogout(t *testing.T) {
 					c.Hasher = hasher
 					c.FlowLifespan = 2 * login.DefaultSessionLifespan // the flow outlives the session
 					if transactional {
-						c.FlowStore = &transactionalStore{MemoryStore: c.FlowStore.(*flow.MemoryStore), sessions: c.SessionStore.(*session.MemoryStore)}
+						useTransactionalStore(c)
 					}
 				})
 				token := e.loginAPI()

@@ -49,7 +49,7 @@ func (h *Handler) currentSession(ctx context.Context, r *http.Request) (*current
 	if token == "" {
 		return nil, nil
 	}
-	if loader, ok := h.cfg.SessionStore.(SessionIdentityLoader); ok {
+	if loader := h.sessionIdentities; loader != nil {
 		withCreds := h.stepUpReadsCredentials()
 		rec, id, creds, err := loader.SessionWithIdentity(ctx, hashToken(token), withCreds)
 		switch {

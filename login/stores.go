@@ -110,8 +110,9 @@ type IdentityStore interface {
 // FlowSessionCompleter is an optional capability of a FlowStore whose
 // backend also holds the sessions: it completes the flow and writes its
 // session in one transaction. The handler uses it when the FlowStore
-// implements it; otherwise it completes the flow, writes the session, and
-// reopens the flow if the session write fails.
+// implements it and is also the Config's SessionStore (the same value);
+// otherwise it completes the flow, writes the session, and reopens the
+// flow if the session write fails.
 type FlowSessionCompleter interface {
 	// CompleteFlowWithSession does what FlowStore.CompleteFlow does and, in
 	// the same transaction, creates s (when create is true) or updates it
@@ -135,13 +136,48 @@ type IdentityCredentialsFinder interface {
 	FindIdentityWithCredentials(ctx context.Context, typ session.CredentialType, identifier string) (*session.Identity, *session.Credential, []session.Credential, error)
 }
 
+// FlowIdentityLoader is an optional capability of a FlowStore whose
+// backend also holds the identities: it loads a flow and, in the same
+// step, finds an identity by a credential identifier, so that a
+// submission's reads (the flow, then the identity it names) are one round
+// trip. The handler uses it when the FlowStore is also the Config's
+// IdentityStore (the same value), for a submission whose method names its
+// lookup in advance (IdentityPrefetcher).
+type FlowIdentityLoader interface {
+	// FlowWithIdentity returns what FlowStore.Flow returns for flowID and
+	// the answer to q, as IdentityStore.FindIdentity (or, when
+	// q.Credentials is set, FindIdentityWithCredentials) gives it: a nil
+	// lookup when no identity matches. flow.ErrNotFound if the flow does
+	// not exist, whatever the lookup finds.
+	FlowWithIdentity(ctx context.Context, flowID string, q IdentityQuery) (*flow.Record, *IdentityLookup, error)
+}
+
+// IdentityQuery is a lookup of the identity holding a credential of Type
+// that lists Identifier (compared verbatim), with all of the identity's
+// credentials when Credentials is set.
+type IdentityQuery struct {
+	Type        session.CredentialType
+	Identifier  string
+	Credentials bool
+}
+
+// IdentityLookup is the identity an IdentityQuery found, with the
+// credential that matched and, when the query asked for them, all of the
+// identity's credentials (that one included; nil when not asked for).
+type IdentityLookup struct {
+	Identity    *session.Identity
+	Credential  *session.Credential
+	Credentials []session.Credential
+}
+
 // SessionIdentityLoader is an optional capability of a SessionStore whose
 // backend also holds the identities: it loads a session with its identity
 // and the identity's credentials in one step, so that checking a session
 // (whoami, Middleware, RequireSession), including whether it still needs
 // its second factor, is one round trip. The handler uses it when the
-// SessionStore implements it; otherwise it asks the SessionStore and the
-// IdentityStore in turn.
+// SessionStore implements it and is also the Config's IdentityStore (the
+// same value); otherwise it asks the SessionStore and the IdentityStore in
+// turn.
 type SessionIdentityLoader interface {
 	// SessionWithIdentity returns the session whose token hash is
 	// tokenHash (revoked or expired ones included, as SessionByToken) and

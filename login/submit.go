@@ -32,12 +32,15 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	// 2. The flow.
+	// 2. The flow. The body is decoded now, so that the identity it names
+	// can be read with the flow, but a body that cannot be decoded is
+	// reported at step 6.
 	id, ok := uuid.Parse(r.URL.Query().Get("flow"))
 	if !ok {
 		return nil, autherrors.MissingFlowID()
 	}
-	rec, err := h.cfg.FlowStore.Flow(ctx, id)
+	fields, reason := decodeBody(r, body)
+	rec, pre, err := h.loadFlow(ctx, id, fields)
 	if errors.Is(err, flow.ErrNotFound) {
 		return nil, autherrors.NotFound()
 	}
@@ -73,8 +76,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 			return nil, err
 		}
 	}
-	// 6. Decode the body and select the method.
-	fields, reason := decodeBody(r, body)
+	// 6. The body, decoded at step 2, selects the method.
 	if reason != "" {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: flowMessages(reason)})
 	}
@@ -96,7 +98,7 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		return nil, h.reportOnFlow(x, rec, &FlowError{Messages: []flow.Message{flow.NoMethod()}})
 	}
 	x.seen.method = m.ID()
-	sub := &Submission{Request: r, Flow: rec, Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder, h: h, method: m.ID()}
+	sub := &Submission{Request: r, Flow: rec, Identities: h.cfg.IdentityStore, fields: fields, decoder: h.decoder, h: h, method: m.ID(), prefetched: pre}
 	if cur != nil {
 		sub.Session = h.wireSession(cur.rec, cur.identity)
 	}
@@ -162,6 +164,26 @@ func (h *Handler) submit(x *exchange) (*response, error) {
 		reserved.release(ctx)
 	}
 	return resp, err
+}
+
+// loadFlow loads the flow with id and, when the store can in the same
+// step (FlowIdentityLoader), the identity that the method the fields name
+// will look up (IdentityPrefetcher); a nil prefetch otherwise.
+func (h *Handler) loadFlow(ctx context.Context, id string, fields url.Values) (*flow.Record, *prefetch, error) {
+	if h.flowIdentities != nil && fields != nil {
+		if p, ok := h.methods[fields.Get("method")].(IdentityPrefetcher); ok {
+			if typ, identifier, ok := p.PrefetchIdentity(fields); ok {
+				q := IdentityQuery{Type: typ, Identifier: identifier, Credentials: h.stepUpReadsCredentials()}
+				rec, lookup, err := h.flowIdentities.FlowWithIdentity(ctx, id, q)
+				if err != nil {
+					return nil, nil, err
+				}
+				return rec, &prefetch{query: q, lookup: lookup}, nil
+			}
+		}
+	}
+	rec, err := h.cfg.FlowStore.Flow(ctx, id)
+	return rec, nil, err
 }
 
 // selectByField is the method a submission without a "method" field
@@ -660,7 +682,7 @@ func clip(s string, n int) string {
 // otherwise.
 func (h *Handler) completeWithSession(ctx context.Context, rec *flow.Record, s *session.Record, create bool, now time.Time) error {
 	rec.SessionID = s.Session.ID
-	if c, ok := h.cfg.FlowStore.(FlowSessionCompleter); ok {
+	if c := h.flowSessions; c != nil {
 		if err := c.CompleteFlowWithSession(ctx, rec, s, create, now); err != nil {
 			return fmt.Errorf("complete flow: %w", err)
 		}

@@ -106,15 +106,20 @@ func (s *Store) Flow(ctx context.Context, id string) (*flow.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read flow: %w", err)
 	}
+	return rec, decodeFlow(rec, id, record, methodState)
+}
+
+// decodeFlow sets rec's flow and method state from their stored JSON.
+func decodeFlow(rec *flow.Record, id string, record, methodState []byte) error {
 	if err := json.Unmarshal(record, &rec.Flow); err != nil {
-		return nil, fmt.Errorf("pgstore: decode flow %s: %w", id, err)
+		return fmt.Errorf("pgstore: decode flow %s: %w", id, err)
 	}
 	if methodState != nil {
 		if err := json.Unmarshal(methodState, &rec.MethodState); err != nil {
-			return nil, fmt.Errorf("pgstore: decode method state of flow %s: %w", id, err)
+			return fmt.Errorf("pgstore: decode method state of flow %s: %w", id, err)
 		}
 	}
-	return rec, nil
+	return nil
 }
 
 // The conditional writes answer in one round trip: the new version when the

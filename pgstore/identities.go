@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/session"
 )
 
@@ -197,12 +198,11 @@ SELECT `+identityColumns+`, c.type, c.identifiers, c.config, c.version
 FROM authflow_credential_identifiers ci
 JOIN authflow_identities i ON i.id = ci.identity_id
 JOIN authflow_credentials c ON c.identity_id = ci.identity_id
-WHERE ci.type = $1 AND ci.identifier = $2
-ORDER BY c.type`)
+WHERE ci.type = $1 AND ci.identifier = $2`)
 
 // FindIdentityWithCredentials implements login.IdentityCredentialsFinder:
 // FindIdentity's lookup joined with all of the identity's credentials
-// (ordered by type), in one statement.
+// (ordered by type, here rather than in the statement), in one statement.
 func (s *Store) FindIdentityWithCredentials(ctx context.Context, typ session.CredentialType, identifier string) (*session.Identity, *session.Credential, []session.Credential, error) {
 	if !storable(string(typ)) || !storable(identifier) {
 		return nil, nil, nil, session.ErrNotFound
@@ -240,12 +240,11 @@ func (s *Store) FindIdentityWithCredentials(ctx context.Context, typ session.Cre
 	if err := rows.Err(); err != nil {
 		return nil, nil, nil, fmt.Errorf("pgstore: find identity: %w", err)
 	}
-	for i := range creds {
-		if creds[i].Type == typ {
-			return id, creds[i].Clone(), creds, nil
-		}
+	l := lookupOf(id, login.IdentityQuery{Type: typ, Credentials: true}, creds)
+	if l == nil {
+		return nil, nil, nil, session.ErrNotFound
 	}
-	return nil, nil, nil, session.ErrNotFound
+	return l.Identity, l.Credential, l.Credentials, nil
 }
 
 var sqlCredentials = query("Credentials", `

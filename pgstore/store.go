@@ -64,6 +64,7 @@ var (
 	_ login.FlowSessionCompleter      = (*Store)(nil)
 	_ login.SessionIdentityLoader     = (*Store)(nil)
 	_ login.IdentityCredentialsFinder = (*Store)(nil)
+	_ login.FlowIdentityLoader        = (*Store)(nil)
 )
 
 // PostgreSQL error codes the stores translate.

@@ -39,6 +39,9 @@ func TestConformance(t *testing.T) {
 	t.Run("IdentityStore", func(t *testing.T) {
 		logintest.TestIdentityStore(t, func(t *testing.T) login.IdentityStore { return fresh(t) })
 	})
+	t.Run("FlowIdentityLoader", func(t *testing.T) {
+		logintest.TestFlowIdentityLoader(t, func(t *testing.T) logintest.FlowIdentityStore { return fresh(t) })
+	})
 	t.Run("Limiter", func(t *testing.T) {
 		logintest.TestLimiter(t, func(t *testing.T, limits login.Limits) login.Limiter {
 			// Room for every concurrent reservation of the suite at once,

@@ -38,8 +38,9 @@
 // session update racing a revocation never revives the session. They
 // compare times as instants (a database may return another location and no
 // monotonic reading, but must keep microseconds) and JSON values by
-// meaning, not by bytes. The optional [login.FlowSessionCompleter] is not
-// tested here.
+// meaning, not by bytes. A store that fills two roles and reads them in
+// one step runs [TestFlowIdentityLoader] too; the optional
+// [login.FlowSessionCompleter] is not tested here.
 package logintest
 
 import (
