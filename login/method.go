@@ -337,10 +337,9 @@ type Result struct {
 	// to the login UI for forms.
 	Step *Step
 	// Credentials are all of Identity's credentials when the method has
-	// them at hand (it loaded them with the identity, see
-	// IdentityCredentialsFinder); the handler then judges whether the
-	// identity has a second factor from them instead of loading them.
-	// Nil means not loaded.
+	// them at hand (Submission.FindIdentity returned them with the
+	// identity); the handler then judges whether the identity has a second
+	// factor from them instead of loading them. Nil means not loaded.
 	Credentials []session.Credential
 	// AfterLogin, when set, runs after the session is issued, best-effort:
 	// its error is logged and never fails the login (the password method

@@ -127,8 +127,9 @@ type FlowSessionCompleter interface {
 // IdentityCredentialsFinder is an optional capability of an IdentityStore:
 // FindIdentity that also returns every credential of the identity, in one
 // step, so that a login knows whether the identity has a second factor
-// without another lookup. The password method uses it when the
-// IdentityStore implements it.
+// without another lookup. Submission.FindIdentity, through which the
+// methods look identities up, uses it when the IdentityStore implements it
+// and a second factor is configured.
 type IdentityCredentialsFinder interface {
 	// FindIdentityWithCredentials returns what FindIdentity returns and,
 	// in the same step, all of the identity's credentials (that one

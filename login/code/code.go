@@ -583,7 +583,7 @@ func (m *Method) verify(ctx context.Context, s *login.Submission) (*login.Result
 	if !match || st.IdentityID == "" || m.now(s).After(st.ExpiresAt) {
 		return nil, invalid
 	}
-	id, _, err := s.Identities.FindIdentity(ctx, CredentialCode, st.Address)
+	id, _, all, err := s.FindIdentity(ctx, CredentialCode, st.Address)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		invalid.Err = errors.New("code: the address left its identity after the code was sent")
@@ -596,8 +596,9 @@ func (m *Method) verify(ctx context.Context, s *login.Submission) (*login.Result
 	}
 	key := login.LimitKey{Identifier: st.Address, ClientIP: s.ClientIP()}
 	return &login.Result{
-		Identity: id,
-		Method:   session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL1},
+		Identity:    id,
+		Method:      session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL1},
+		Credentials: all,
 		// The mailbox's owner logged in: its sends start afresh, and its
 		// network is exempt from the address's cap for a while.
 		AfterLogin: func(ctx context.Context) error { return m.sends.Success(ctx, key) },

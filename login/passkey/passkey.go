@@ -223,7 +223,7 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 		// (WebAuthn caps handles at 64 bytes; stores keep text).
 		return nil, noKey(fmt.Errorf("assertion with a user handle of %d bytes that no key has", len(handle)))
 	}
-	identity, cred, err := s.Identities.FindIdentity(ctx, CredentialPasskey, string(handle))
+	identity, cred, all, err := s.FindIdentity(ctx, CredentialPasskey, string(handle))
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, noKey(errors.New("no identity has this user handle"))
 	}
@@ -245,20 +245,21 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 	if err != nil {
 		return nil, invalid(err)
 	}
-	return m.rp.verified(ctx, s, identity, CredentialPasskey, key, session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL1})
+	return m.rp.verified(ctx, s, identity, all, CredentialPasskey, key, session.AuthenticationMethod{Method: MethodID, AAL: flow.AAL1})
 }
 
 // verified is the Result of a key that verified: the login, unless
 // Config.RefuseClonedKeys refuses the key, with what the login learnt
-// about the key recorded after it (recordUse).
-func (rp *relyingParty) verified(ctx context.Context, s *login.Submission, identity *session.Identity, typ session.CredentialType, key *webauthn.Credential, method session.AuthenticationMethod) (*login.Result, error) {
+// about the key recorded after it (recordUse). creds are the identity's
+// credentials when they were loaded with it (nil otherwise).
+func (rp *relyingParty) verified(ctx context.Context, s *login.Submission, identity *session.Identity, creds []session.Credential, typ session.CredentialType, key *webauthn.Credential, method session.AuthenticationMethod) (*login.Result, error) {
 	after := func(ctx context.Context) error {
 		return recordUse(ctx, s.Identities, identity.ID, typ, key)
 	}
 	if err := rp.refuseClone(ctx, key, after); err != nil {
 		return nil, err
 	}
-	return &login.Result{Identity: identity, Method: method, AfterLogin: after}, nil
+	return &login.Result{Identity: identity, Method: method, AfterLogin: after, Credentials: creds}, nil
 }
 
 // noKey is the answer to a user handle no identity has (4000015); it

@@ -278,7 +278,7 @@ func (m *WebAuthn) Authenticate(ctx context.Context, s *login.Submission) (*logi
 	if err != nil {
 		return nil, invalid(err)
 	}
-	return m.rp.verified(ctx, s, identity, CredentialWebAuthn, key, session.AuthenticationMethod{Method: WebAuthnID, AAL: m.AAL()})
+	return m.rp.verified(ctx, s, identity, creds, CredentialWebAuthn, key, session.AuthenticationMethod{Method: WebAuthnID, AAL: m.AAL()})
 }
 
 // renew makes the successor of a burnt challenge: for the same user
