@@ -136,17 +136,18 @@ func sweep(ctx context.Context, st *pgstore.Store, logger *slog.Logger) {
 }
 
 // newPool connects to dsn. Unless the DSN sets pool_max_conns, the pool
-// grows to four connections per CPU (at least eight): a login waits on the
-// database for most of its time, so more logins than CPUs are in flight
-// at once, and pgxpool's default (the number of CPUs, at least four)
-// would queue them.
+// holds up to two connections per CPU (at least four), the usual size for
+// a database on as many CPUs as this server: more connections only add
+// backends that take turns on the CPUs. With eight clients on two CPUs,
+// four connections gave about 10 % more logins per second than eight, and
+// PostgreSQL used about 15 % less CPU per login.
 func newPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
-		cfg.MaxConns = int32(max(8, 4*runtime.NumCPU()))
+		cfg.MaxConns = int32(max(4, 2*runtime.NumCPU()))
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
