@@ -27,6 +27,12 @@
 // whether something else ran), read from /proc (Linux only). It exits
 // with status 1 when more than 1% of the operations failed.
 //
+// With -compare N it runs the in-memory and then the PostgreSQL example
+// server, N rounds of one run each, and prints each run's summary, then
+// every round's rates and PostgreSQL's median share of the in-memory
+// rate: alternating keeps the two under the same conditions when the
+// machine's speed drifts, as a shared virtual machine's does.
+//
 // Run it with -h for its flags.
 package main
 
@@ -39,6 +45,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,6 +100,7 @@ type options struct {
 	identifier string
 	password   string
 	cookie     string
+	compare    int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -122,12 +130,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.identifier, "identifier", "demo@example.com", "identifier to log in with (seeded in the started server)")
 	fs.StringVar(&o.password, "password", "correct horse battery staple", "password to log in with (seeded in the started server)")
 	fs.StringVar(&o.cookie, "session-cookie", login.DefaultSessionCookieName, "session cookie that a browser login must set")
+	fs.IntVar(&o.compare, "compare", 0, "run the in-memory and the PostgreSQL example servers alternately, this many times each, and print PostgreSQL's rate as a share of the in-memory one (the median of the rounds); -store is then ignored")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case o.compare < 0:
+		return o, errors.New("-compare must not be negative")
+	case o.compare > 0 && o.target != "":
+		return o, errors.New("-compare starts its own servers: it cannot be used with -target")
 	case o.store != "memory" && o.store != "postgres":
 		return o, errors.New("-store must be memory or postgres")
 	case o.mode != string(ModeAPI) && o.mode != string(ModeBrowser) && o.mode != string(ModeWhoami):
@@ -144,7 +157,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 // run is loadbench: flags from args, the server, the benchmark, the
 // summary on stdout, progress and diagnostics on stderr.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return err
@@ -152,7 +165,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return usageError{err}
 	}
+	if o.compare > 0 {
+		return compare(ctx, o, stdout, stderr)
+	}
+	bin := ""
+	if o.target == "" {
+		dir, err := os.MkdirTemp("", "loadbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if bin, err = build(ctx, o.store, dir, stderr); err != nil {
+			return err
+		}
+	}
+	r, err := runOnce(ctx, o, bin, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return r.check()
+}
 
+// build builds the example server of store into dir.
+func build(ctx context.Context, store, dir string, stderr io.Writer) (string, error) {
+	fmt.Fprintf(stderr, "building the %s example server...\n", store)
+	return buildServer(ctx, store, dir)
+}
+
+// runOnce starts the server bin (unless o.target names one), runs the
+// benchmark against it and prints its summary.
+func runOnce(ctx context.Context, o options, bin string, stdout, stderr io.Writer) (_ *Result, err error) {
 	cfg := Config{
 		BaseURL:       o.target,
 		Mode:          Mode(o.mode),
@@ -168,17 +210,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if o.target == "" {
 		dir, err := os.MkdirTemp("", "loadbench-")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		fmt.Fprintf(stderr, "building the %s example server...\n", o.store)
-		bin, err := buildServer(ctx, o.store, dir)
-		if err != nil {
-			return err
-		}
 		addr, err := freeAddr()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		serverArgs := []string{"-addr", addr, "-hasher", "bcrypt", "-bcrypt-cost", strconv.Itoa(o.bcryptCost),
 			"-identifier", o.identifier, "-password", o.password, "-session-cookie", o.cookie}
@@ -186,10 +223,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			serverArgs = append(serverArgs, "-throttle-failures", "0")
 		}
 		if o.store == "postgres" {
-			name := fmt.Sprintf("loadbench_%d_%d", time.Now().Unix(), os.Getpid())
+			name := fmt.Sprintf("loadbench_%d_%d", time.Now().UnixNano(), os.Getpid())
 			dbDSN, err := createDatabase(ctx, o.dsn, name)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			defer func() {
 				// The server is stopped by now (defers run in reverse).
@@ -201,7 +238,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 		srv, err := startServer(ctx, bin, serverArgs, filepath.Join(dir, "server.log"))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer srv.stop()
 		cfg.BaseURL, serverPID = srv.URL, srv.cmd.Process.Pid
@@ -232,9 +269,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	r, err := Run(ctx, cfg)
 	p.done()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	report(stdout, o, about, r, pgProcs)
+	return r, nil
+}
+
+// check fails a run in which no operation succeeded or too many failed.
+func (r *Result) check() error {
 	if r.Ops == 0 {
 		return errors.New("no operation succeeded")
 	}
@@ -242,6 +284,75 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("%.1f%% of the operations failed (more than %.0f%%)", 100*rate, 100*maxErrorRate)
 	}
 	return nil
+}
+
+// compare runs the two example servers alternately, o.compare rounds of
+// one run each, so that both meet the same conditions of a shared
+// machine, and prints every round's rates and the median share.
+func compare(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	dir, err := os.MkdirTemp("", "loadbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	stores := []string{"memory", "postgres"}
+	bins := map[string]string{}
+	for _, st := range stores {
+		if bins[st], err = build(ctx, st, dir, stderr); err != nil {
+			return err
+		}
+	}
+	var rounds []round
+	for i := range o.compare {
+		var rd round
+		for _, st := range stores {
+			fmt.Fprintf(stderr, "round %d of %d: %s\n", i+1, o.compare, st)
+			run := o
+			run.store = st
+			r, err := runOnce(ctx, run, bins[st], stdout, stderr)
+			if err != nil {
+				return err
+			}
+			if err := r.check(); err != nil {
+				return fmt.Errorf("%s: %w", st, err)
+			}
+			fmt.Fprintln(stdout)
+			rd = append(rd, r)
+		}
+		rounds = append(rounds, rd)
+	}
+	reportComparison(stdout, o, rounds)
+	return nil
+}
+
+// round is one run of each store, in the order of compare's stores.
+type round []*Result
+
+// share is PostgreSQL's rate as a share of the in-memory one.
+func (rd round) share() float64 { return rd[1].PerSecond() / rd[0].PerSecond() }
+
+// reportComparison prints the rounds of compare and the median share.
+func reportComparison(w io.Writer, o options, rounds []round) {
+	u := unit(Mode(o.mode))
+	fmt.Fprintf(w, "comparison: mode %s, %d clients, %v each after %v warm-up, %d rounds\n", o.mode, o.clients, o.duration, o.warmup, len(rounds))
+	fmt.Fprintf(w, "%-6s %16s %16s %7s\n", "round", "memory "+u+"/s", "postgres "+u+"/s", "share")
+	shares := make([]float64, 0, len(rounds))
+	for i, rd := range rounds {
+		fmt.Fprintf(w, "%-6d %16.1f %16.1f %6.1f%%\n", i+1, rd[0].PerSecond(), rd[1].PerSecond(), 100*rd.share())
+		shares = append(shares, rd.share())
+	}
+	fmt.Fprintf(w, "median share: %.1f%%\n", 100*median(shares))
+}
+
+// median is the middle of xs (the mean of the two middle values for an
+// even count); xs is sorted in place.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // unit is what an operation of mode is called in the output.

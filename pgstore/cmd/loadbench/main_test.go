@@ -236,6 +236,8 @@ func TestFlags(t *testing.T) {
 		{"-clients", "0"},
 		{"-duration", "0s"},
 		{"-server-pid", "42"},
+		{"-compare", "-1"},
+		{"-compare", "2", "-target", "http://127.0.0.1:4433"},
 		{"extra"},
 	} {
 		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
@@ -244,7 +246,7 @@ func TestFlags(t *testing.T) {
 	}
 	var help bytes.Buffer
 	assert.ErrorIs(t, run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &help), flag.ErrHelp)
-	for _, name := range []string{"-store", "-mode", "-clients", "-duration", "-warmup", "-bcrypt-cost", "-throttle", "-dsn", "-target", "-server-pid"} {
+	for _, name := range []string{"-store", "-mode", "-clients", "-duration", "-warmup", "-bcrypt-cost", "-throttle", "-dsn", "-target", "-server-pid", "-compare"} {
 		assert.Contains(t, help.String(), name)
 	}
 }
@@ -267,4 +269,42 @@ func TestPercentile(t *testing.T) {
 	assert.Equal(t, time.Duration(198), percentile(d, 99))
 	assert.Equal(t, time.Duration(7), percentile([]time.Duration{7}, 99))
 	assert.Zero(t, percentile(nil, 50))
+}
+
+func TestMedian(t *testing.T) {
+	assert.Equal(t, 0.6, median([]float64{0.7, 0.6, 0.5}))
+	assert.InDelta(t, 0.65, median([]float64{0.7, 0.5, 0.8, 0.6}), 1e-9)
+	assert.Equal(t, 0.6, median([]float64{0.6}))
+}
+
+func TestReportComparison(t *testing.T) {
+	res := func(ops int64) *Result { return &Result{Ops: ops, Elapsed: 10 * time.Second} }
+	var out bytes.Buffer
+	o := options{mode: "api", clients: 8, duration: 10 * time.Second, warmup: time.Second}
+	reportComparison(&out, o, []round{{res(10000), res(6000)}, {res(12000), res(9000)}, {res(11000), res(7700)}})
+	assert.Equal(t, `comparison: mode api, 8 clients, 10s each after 1s warm-up, 3 rounds
+round   memory logins/s postgres logins/s   share
+1                1000.0            600.0   60.0%
+2                1200.0            900.0   75.0%
+3                1100.0            770.0   70.0%
+median share: 70.0%
+`, out.String())
+}
+
+// TestCompare builds and runs both example servers for a round of a
+// second each; it needs PostgreSQL.
+func TestCompare(t *testing.T) {
+	dsn := os.Getenv("AUTHFLOW_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("AUTHFLOW_POSTGRES_DSN is not set; skipping the comparison of the two example servers")
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-compare", "1", "-clients", "2", "-warmup", "0s", "-duration", "1s", "-dsn", dsn}, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+	out := stdout.String()
+	assert.Contains(t, out, "mode:      api, store memory, 2 clients")
+	assert.Contains(t, out, "mode:      api, store postgres, 2 clients")
+	assert.Contains(t, out, "comparison: mode api, 2 clients, 1s each after 0s warm-up, 1 rounds")
+	assert.Regexp(t, `(?m)^median share: [0-9]+\.[0-9]%$`, out)
+	assert.Contains(t, stderr.String(), "round 1 of 1: postgres")
 }
