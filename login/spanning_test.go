@@ -34,6 +34,11 @@ type oneBackend struct {
 	calls map[string]int
 }
 
+// newOneBackend is the three in-memory stores as one.
+func newOneBackend(flows *flow.MemoryStore, sessions *session.MemoryStore, ids *session.MemoryIdentityStore) *oneBackend {
+	return &oneBackend{MemoryStore: flows, memSessions: sessions, memIdentities: ids, calls: map[string]int{}}
+}
+
 func (b *oneBackend) count(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -117,12 +122,7 @@ var (
 func backendEnv(t *testing.T, configure ...func(*login.Config)) (*env, *oneBackend) {
 	var b *oneBackend
 	e := newEnv(t, append([]func(*login.Config){func(c *login.Config) {
-		b = &oneBackend{
-			MemoryStore:   c.FlowStore.(*flow.MemoryStore),
-			memSessions:   c.SessionStore.(*session.MemoryStore),
-			memIdentities: c.IdentityStore.(*session.MemoryIdentityStore),
-			calls:         map[string]int{},
-		}
+		b = newOneBackend(c.FlowStore.(*flow.MemoryStore), c.SessionStore.(*session.MemoryStore), c.IdentityStore.(*session.MemoryIdentityStore))
 		c.FlowStore, c.SessionStore, c.IdentityStore = b, b, b
 	}}, configure...)...)
 	b.took()
@@ -239,12 +239,7 @@ func TestCapabilitiesSpanOnlyOneStore(t *testing.T) {
 	other := session.NewMemoryStore(func() time.Time { return e.clock.Now() })
 	otherIDs := session.NewMemoryIdentityStore()
 	e = newEnv(t, func(c *login.Config) {
-		b = &oneBackend{
-			MemoryStore:   c.FlowStore.(*flow.MemoryStore),
-			memSessions:   c.SessionStore.(*session.MemoryStore),
-			memIdentities: c.IdentityStore.(*session.MemoryIdentityStore),
-			calls:         map[string]int{},
-		}
+		b = newOneBackend(c.FlowStore.(*flow.MemoryStore), c.SessionStore.(*session.MemoryStore), c.IdentityStore.(*session.MemoryIdentityStore))
 		c.FlowStore, c.SessionStore, c.IdentityStore = b, other, otherIDs
 	})
 	// The test identity lives in otherIDs (newEnv seeds e.identities, which
@@ -275,11 +270,6 @@ func TestCapabilitiesSpanOnlyOneStore(t *testing.T) {
 // The test double keeps the contract it stands for.
 func TestOneBackendConformance(t *testing.T) {
 	logintest.TestFlowIdentityLoader(t, func(t *testing.T) logintest.FlowIdentityStore {
-		return &oneBackend{
-			MemoryStore:   flow.NewMemoryStore(time.Now),
-			memSessions:   session.NewMemoryStore(time.Now),
-			memIdentities: session.NewMemoryIdentityStore(),
-			calls:         map[string]int{},
-		}
+		return newOneBackend(flow.NewMemoryStore(time.Now), session.NewMemoryStore(time.Now), session.NewMemoryIdentityStore())
 	})
 }
