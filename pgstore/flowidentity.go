@@ -17,13 +17,13 @@ import (
 // (part 1), which the part column tells apart whatever order they come
 // in. Without the identity's other credentials, only the matching one is
 // joined.
-const (
+var (
 	sqlFlowPart = `
-SELECT 0 AS part, f.record, f.method_state, f.csrf_token_hash, f.session_id, f.version,
+SELECT 0 AS part, ` + flowColumns("$4::bigint") + `,
 	NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::json, NULL::text, NULL::text[], NULL::json, NULL::bigint
 FROM authflow_flows f WHERE f.id = $1
 UNION ALL
-SELECT 1, NULL, NULL, NULL, NULL, NULL, ` + identityColumns + `, c.type, c.identifiers, c.config, c.version
+SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, ` + identityColumns + `, c.type, c.identifiers, c.config, c.version
 FROM authflow_credential_identifiers ci
 JOIN authflow_identities i ON i.id = ci.identity_id
 JOIN authflow_credentials c ON c.identity_id = ci.identity_id`
@@ -53,23 +53,35 @@ func (s *Store) FlowWithIdentity(ctx context.Context, flowID string, q login.Ide
 	if q.Credentials {
 		sql = sqlFlowWithIdentityCredentials
 	}
-	rows, err := s.pool.Query(ctx, sql, id, string(q.Type), q.Identifier)
+	for held := s.flows.tag(id); ; held = nil {
+		rec, l, err := s.flowWithIdentity(ctx, sql, id, q, held)
+		if err == nil && rec == nil {
+			continue // the copy it named was replaced meanwhile: read it all
+		}
+		return rec, l, err
+	}
+}
+
+// flowWithIdentity is one try of FlowWithIdentity, naming the flow's copy
+// with tag held; a nil flow and no error when that copy was replaced
+// after the read began.
+func (s *Store) flowWithIdentity(ctx context.Context, sql, id string, q login.IdentityQuery, held *int64) (*flow.Record, *login.IdentityLookup, error) {
+	rows, err := s.pool.Query(ctx, sql, id, string(q.Type), q.Identifier, held)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pgstore: read flow: %w", err)
 	}
 	defer rows.Close()
 	var (
-		rec                     *flow.Record
-		flowRecord, methodState []byte
-		identity                *session.Identity
-		creds                   []session.Credential
+		flowRow  *flowRead
+		identity *session.Identity
+		creds    []session.Credential
 	)
 	for rows.Next() {
 		var (
 			part             int
-			record, state    []byte
+			f                flowRead
 			csrf, sessionID  *string
-			version          *int64
+			version, tag     *int64
 			idState          *string
 			changed, updated *time.Time
 			idRecord         []byte
@@ -78,13 +90,13 @@ func (s *Store) FlowWithIdentity(ctx context.Context, flowID string, q login.Ide
 			config           []byte
 			cversion         *int64
 		)
-		if err := rows.Scan(&part, &record, &state, &csrf, &sessionID, &version,
+		if err := rows.Scan(&part, &f.record, &f.methodState, &csrf, &sessionID, &version, &tag,
 			&idState, &changed, &updated, &idRecord, &ctype, &identifiers, &config, &cversion); err != nil {
 			return nil, nil, fmt.Errorf("pgstore: read flow: %w", err)
 		}
 		if part == 0 {
-			rec = &flow.Record{CSRFTokenHash: *csrf, SessionID: *sessionID, Version: *version}
-			flowRecord, methodState = record, state
+			f.csrfTokenHash, f.sessionID, f.version, f.tag = *csrf, *sessionID, *version, *tag
+			flowRow = &f
 			continue
 		}
 		if identity == nil { // the identity's columns repeat on every row
@@ -97,10 +109,11 @@ func (s *Store) FlowWithIdentity(ctx context.Context, flowID string, q login.Ide
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("pgstore: read flow: %w", err)
 	}
-	if rec == nil {
+	if flowRow == nil {
 		return nil, nil, flow.ErrNotFound
 	}
-	if err := decodeFlow(rec, id, flowRecord, methodState); err != nil {
+	rec, err := s.flowOf(id, flowRow)
+	if err != nil || rec == nil {
 		return nil, nil, err
 	}
 	return rec, lookupOf(identity, q, creds), nil

@@ -23,6 +23,7 @@ type flowRow struct {
 	methodState   []byte // nil: NULL
 	record        []byte
 	updatedAt     time.Time
+	tag           int64 // the write's tag (see flowCache)
 }
 
 // encodeFlow returns rec's columns, with state as the stored state.
@@ -53,6 +54,7 @@ func encodeFlow(rec *flow.Record, state flow.State) (flowRow, error) {
 		methodState:   methodState,
 		record:        record,
 		updatedAt:     f.UpdatedAt,
+		tag:           newWriteTag(),
 	}, nil
 }
 
@@ -67,8 +69,8 @@ func encodeFlow(rec *flow.Record, state flow.State) (flowRow, error) {
 const asyncCommit = `(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit`
 
 var sqlCreateFlow = query("CreateFlow", `
-INSERT INTO authflow_flows (id, type, state, version, expires_at, csrf_token_hash, session_id, method_state, record, updated_at)
-SELECT $1::uuid, $2::text, $3::text, 1, $4::timestamptz, $5::text, $6::text, $7::json, $8::json, $9::timestamptz FROM `+asyncCommit)
+INSERT INTO authflow_flows (id, type, state, version, expires_at, csrf_token_hash, session_id, method_state, record, updated_at, write_tag)
+SELECT $1::uuid, $2::text, $3::text, 1, $4::timestamptz, $5::text, $6::text, $7::json, $8::json, $9::timestamptz, $10::bigint FROM `+asyncCommit)
 
 // CreateFlow implements login.FlowStore.
 func (s *Store) CreateFlow(ctx context.Context, rec *flow.Record) error {
@@ -76,7 +78,7 @@ func (s *Store) CreateFlow(ctx context.Context, rec *flow.Record) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, sqlCreateFlow, r.id, r.typ, r.state, r.expiresAt, r.csrfTokenHash, r.sessionID, r.methodState, r.record, r.updatedAt)
+	_, err = s.pool.Exec(ctx, sqlCreateFlow, r.id, r.typ, r.state, r.expiresAt, r.csrfTokenHash, r.sessionID, r.methodState, r.record, r.updatedAt, r.tag)
 	if isCode(err, codeUniqueViolation) {
 		return flow.ErrConflict
 	}
@@ -84,11 +86,21 @@ func (s *Store) CreateFlow(ctx context.Context, rec *flow.Record) error {
 		return fmt.Errorf("pgstore: create flow: %w", err)
 	}
 	rec.Version = 1
+	s.flows.put(r.id, r.tag, rec)
 	return nil
 }
 
+// flowColumns are the columns a read of a flow f selects: the record and
+// method state only when the row's write tag is not the parameter
+// tagParam, the tag of the copy the reader holds (NULL: none).
+func flowColumns(tagParam string) string {
+	return `CASE WHEN f.write_tag = ` + tagParam + ` THEN NULL ELSE f.record END,
+	CASE WHEN f.write_tag = ` + tagParam + ` THEN NULL ELSE f.method_state END,
+	f.csrf_token_hash, f.session_id, f.version, f.write_tag`
+}
+
 var sqlFlow = query("Flow", `
-SELECT record, method_state, csrf_token_hash, session_id, version FROM authflow_flows WHERE id = $1`)
+SELECT `+flowColumns("$2::bigint")+` FROM authflow_flows f WHERE f.id = $1`)
 
 // Flow implements login.FlowStore. Expired flows are returned until Sweep
 // removes them, flow.Retention after their expiry.
@@ -97,29 +109,62 @@ func (s *Store) Flow(ctx context.Context, id string) (*flow.Record, error) {
 	if !ok {
 		return nil, flow.ErrNotFound
 	}
-	var record, methodState []byte
-	rec := &flow.Record{}
-	err := s.pool.QueryRow(ctx, sqlFlow, id).Scan(&record, &methodState, &rec.CSRFTokenHash, &rec.SessionID, &rec.Version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, flow.ErrNotFound
+	for held := s.flows.tag(id); ; held = nil {
+		var row flowRead
+		err := s.pool.QueryRow(ctx, sqlFlow, id, held).Scan(row.dest()...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, flow.ErrNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: read flow: %w", err)
+		}
+		rec, err := s.flowOf(id, &row)
+		if err == nil && rec == nil {
+			continue // the copy it named was replaced meanwhile: read it all
+		}
+		return rec, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: read flow: %w", err)
-	}
-	return rec, decodeFlow(rec, id, record, methodState)
 }
 
-// decodeFlow sets rec's flow and method state from their stored JSON.
-func decodeFlow(rec *flow.Record, id string, record, methodState []byte) error {
-	if err := json.Unmarshal(record, &rec.Flow); err != nil {
-		return fmt.Errorf("pgstore: decode flow %s: %w", id, err)
-	}
-	if methodState != nil {
-		if err := json.Unmarshal(methodState, &rec.MethodState); err != nil {
-			return fmt.Errorf("pgstore: decode method state of flow %s: %w", id, err)
+// flowRead is a flow's row as flowColumns select it.
+type flowRead struct {
+	record, methodState []byte
+	csrfTokenHash       string
+	sessionID           string
+	version             int64
+	tag                 int64
+}
+
+func (r *flowRead) dest() []any {
+	return []any{&r.record, &r.methodState, &r.csrfTokenHash, &r.sessionID, &r.version, &r.tag}
+}
+
+// flowOf returns the flow with id that row was read from: decoded from the
+// row, or, when the row left its record out, the cached copy it matches
+// (nil if that copy was replaced after the read began).
+func (s *Store) flowOf(id string, row *flowRead) (*flow.Record, error) {
+	var rec *flow.Record
+	if row.record == nil {
+		var ok bool
+		if rec, ok = s.flows.get(id, row.tag); !ok {
+			return nil, nil
+		}
+	} else {
+		rec = &flow.Record{}
+		if err := json.Unmarshal(row.record, &rec.Flow); err != nil {
+			return nil, fmt.Errorf("pgstore: decode flow %s: %w", id, err)
+		}
+		if row.methodState != nil {
+			if err := json.Unmarshal(row.methodState, &rec.MethodState); err != nil {
+				return nil, fmt.Errorf("pgstore: decode method state of flow %s: %w", id, err)
+			}
 		}
 	}
-	return nil
+	rec.CSRFTokenHash, rec.SessionID, rec.Version = row.csrfTokenHash, row.sessionID, row.version
+	if row.record != nil {
+		s.flows.put(id, row.tag, rec)
+	}
+	return rec, nil
 }
 
 // The conditional writes answer in one round trip: the new version when the
@@ -129,7 +174,7 @@ var sqlUpdateFlow = query("UpdateFlow", `
 WITH upd AS (
 	UPDATE authflow_flows
 	SET type = $3, state = $4, version = version + 1, expires_at = $5, csrf_token_hash = $6,
-		session_id = $7, method_state = $8, record = $9, updated_at = $10
+		session_id = $7, method_state = $8, record = $9, updated_at = $10, write_tag = $11
 	WHERE id = $1 AND version = $2
 	RETURNING version
 )
@@ -148,13 +193,14 @@ func (s *Store) UpdateFlow(ctx context.Context, rec *flow.Record) error {
 	var version *int64
 	var exists bool
 	err = s.pool.QueryRow(ctx, sqlUpdateFlow, r.id, rec.Version, r.typ, r.state, r.expiresAt, r.csrfTokenHash,
-		r.sessionID, r.methodState, r.record, r.updatedAt).Scan(&version, &exists)
+		r.sessionID, r.methodState, r.record, r.updatedAt, r.tag).Scan(&version, &exists)
 	if err != nil {
 		return fmt.Errorf("pgstore: update flow: %w", err)
 	}
 	switch {
 	case version != nil:
 		rec.Version = *version
+		s.flows.put(r.id, r.tag, rec)
 		return nil
 	case exists:
 		return flow.ErrConflict
@@ -167,17 +213,20 @@ func (s *Store) UpdateFlow(ctx context.Context, rec *flow.Record) error {
 // completed is written. Under concurrent completions the row lock
 // serialises them and each later one re-checks the condition on the
 // committed row, so exactly one wins.
-const completeFlowCTE = `
+func completeFlowCTE(tagParam string) string {
+	return `
 done AS (
 	UPDATE authflow_flows
 	SET state = 'passed_challenge', version = version + 1, type = $2, expires_at = $3,
-		csrf_token_hash = $4, session_id = $5, method_state = $6, record = $7, updated_at = $8
+		csrf_token_hash = $4, session_id = $5, method_state = $6, record = $7, updated_at = $8,
+		write_tag = ` + tagParam + `
 	WHERE id = $1 AND state <> 'passed_challenge'
 	RETURNING version
 )`
+}
 
 var sqlCompleteFlow = query("CompleteFlow", `
-WITH `+completeFlowCTE+`
+WITH `+completeFlowCTE("$9")+`
 SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id = $1)`)
 
 // CompleteFlow implements login.FlowStore: of concurrent callers, on any
@@ -192,24 +241,26 @@ func (s *Store) CompleteFlow(ctx context.Context, rec *flow.Record) error {
 	}
 	var version *int64
 	var exists bool
-	err = s.pool.QueryRow(ctx, sqlCompleteFlow, r.completeArgs()...).Scan(&version, &exists)
+	err = s.pool.QueryRow(ctx, sqlCompleteFlow, r.completeArgs(r.tag)...).Scan(&version, &exists)
 	if err != nil {
 		return fmt.Errorf("pgstore: complete flow: %w", err)
 	}
-	return completed(rec, version, exists)
+	return s.completed(r, rec, version, exists)
 }
 
-// completeArgs are the parameters $1 to $8 of completeFlowCTE.
+// completeArgs are the parameters $1 to $8 of completeFlowCTE, then more.
 func (r flowRow) completeArgs(more ...any) []any {
 	return append([]any{r.id, r.typ, r.expiresAt, r.csrfTokenHash, r.sessionID, r.methodState, r.record, r.updatedAt}, more...)
 }
 
-// completed applies the outcome of a completion to rec.
-func completed(rec *flow.Record, version *int64, exists bool) error {
+// completed applies the outcome of a completion of rec, written as r, to
+// rec.
+func (s *Store) completed(r flowRow, rec *flow.Record, version *int64, exists bool) error {
 	switch {
 	case version != nil:
 		rec.Flow.State = flow.StatePassedChallenge
 		rec.Version = *version
+		s.flows.put(r.id, r.tag, rec)
 		return nil
 	case exists:
 		return flow.ErrCompleted

@@ -337,7 +337,7 @@ func (s *Store) RevokeSessions(ctx context.Context, identityID string) (int, err
 // when the flow was completed by this call, and a failing insert (a taken
 // id or token hash) undoes the completion with it.
 var sqlCompleteFlowCreateSession = query("CompleteFlowWithSession", `
-WITH `+completeFlowCTE+`, created AS (
+WITH `+completeFlowCTE("$16")+`, created AS (
 	INSERT INTO authflow_sessions (id, identity_id, token_hash, active, issued_at, expires_at, record)
 	SELECT $9::uuid, $10::text, $11::text, $12::boolean, $13::timestamptz, $14::timestamptz, $15::json FROM done
 )
@@ -348,7 +348,7 @@ SELECT (SELECT version FROM done), EXISTS (SELECT 1 FROM authflow_flows WHERE id
 // reports how many sessions it updated and whether the session exists, and
 // runs in a transaction that is rolled back unless both writes happened.
 var sqlCompleteFlowUpdateSession = query("CompleteFlowWithSession.update", `
-WITH `+completeFlowCTE+`, updated AS (
+WITH `+completeFlowCTE("$17")+`, updated AS (
 	UPDATE authflow_sessions SET identity_id = $10, token_hash = $11, active = $12, issued_at = $13, expires_at = $14, record = $15
 	FROM done WHERE authflow_sessions.id = $9 AND authflow_sessions.active AND authflow_sessions.expires_at > $16
 	RETURNING 1
@@ -382,20 +382,20 @@ func (s *Store) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, s
 	var version *int64
 	var exists bool
 	if create {
-		err := s.pool.QueryRow(ctx, sqlCompleteFlowCreateSession, args...).Scan(&version, &exists)
+		err := s.pool.QueryRow(ctx, sqlCompleteFlowCreateSession, append(args, r.tag)...).Scan(&version, &exists)
 		if isCode(err, codeUniqueViolation) {
 			return session.ErrConflict
 		}
 		if err != nil {
 			return fmt.Errorf("pgstore: complete flow with session: %w", err)
 		}
-		return completed(rec, version, exists)
+		return s.completed(r, rec, version, exists)
 	}
 	var outcome error // the session's, when the flow was completed
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var updated int64
 		var sessionExists bool
-		if err := tx.QueryRow(ctx, sqlCompleteFlowUpdateSession, append(args, now)...).
+		if err := tx.QueryRow(ctx, sqlCompleteFlowUpdateSession, append(args, now, r.tag)...).
 			Scan(&version, &exists, &updated, &sessionExists); err != nil {
 			return err
 		}
@@ -413,5 +413,5 @@ func (s *Store) CompleteFlowWithSession(ctx context.Context, rec *flow.Record, s
 	case err != nil:
 		return fmt.Errorf("pgstore: complete flow with session: %w", err)
 	}
-	return completed(rec, version, exists)
+	return s.completed(r, rec, version, exists)
 }

@@ -47,13 +47,14 @@ import (
 // its flow and writes its session in one statement. It is safe for
 // concurrent use; every value it returns is the caller's.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	flows *flowCache
 }
 
 // New returns a Store over pool. It does not touch the database: call
 // Migrate before the first use.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+	return &Store{pool: pool, flows: newFlowCache()}
 }
 
 // Compile-time proof of the interfaces.
