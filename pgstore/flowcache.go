@@ -13,17 +13,22 @@ import (
 const flowCacheSize = 4096
 
 // flowCache keeps the flows this Store wrote or read last, decoded, each
-// with the write tag of the row it matches. A read names the tag it holds
-// and gets the row's record only when another write (on any instance)
-// replaced it, so that the flow an instance just created or updated is
-// read back without sending or decoding its record. It only saves work:
-// the row, read in the same statement, decides every answer.
+// with the write tag and version of the row it matches. A read names the
+// tag and version it holds and gets the row's record only when another
+// write (on any instance) replaced it, so that the flow an instance just
+// created or updated is read back without sending or decoding its record.
+// It only saves work: the row, read in the same statement, decides every
+// answer. Every write of a flow increments its version, including those
+// of an older pgstore that leaves the tag as it was (during a rolling
+// upgrade), and every write by this one makes a new random tag, including
+// after a crash undid a write and its version number is reused.
 type flowCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedFlow
 }
 
-// cachedFlow is a flow as stored by the write with tag.
+// cachedFlow is a flow as stored by the write with tag (rec.Version is the
+// version it made).
 type cachedFlow struct {
 	tag int64
 	rec *flow.Record
@@ -36,23 +41,24 @@ func newFlowCache() *flowCache {
 // newWriteTag returns a tag for a write of a flow: random, never 0.
 func newWriteTag() int64 { return rand.Int64N(math.MaxInt64) + 1 }
 
-// tag returns the tag of the cached flow with id, or nil.
-func (c *flowCache) tag(id string) *int64 {
+// held returns the tag and version of the cached flow with id, or nils.
+func (c *flowCache) held(id string) (tag, version *int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[id]
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	return &e.tag
+	return &e.tag, &e.rec.Version
 }
 
-// get returns a copy of the cached flow with id if its tag is tag.
-func (c *flowCache) get(id string, tag int64) (*flow.Record, bool) {
+// get returns a copy of the cached flow with id if its tag and version are
+// these.
+func (c *flowCache) get(id string, tag, version int64) (*flow.Record, bool) {
 	c.mu.Lock()
 	e, ok := c.entries[id]
 	c.mu.Unlock()
-	if !ok || e.tag != tag {
+	if !ok || e.tag != tag || e.rec.Version != version {
 		return nil, false
 	}
 	return e.rec.Clone(), true // cached records are never changed

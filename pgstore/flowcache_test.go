@@ -134,3 +134,27 @@ func TestFlowCopyNotTakenFromAFailedWrite(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "code", got.Flow.Active, "the stored flow, not the refused write")
 }
+
+// A write by an older pgstore, which leaves the write tag as it was but
+// increments the version as every flow write does (a rolling upgrade), is
+// read rather than the copy.
+func TestFlowCopyNotUsedAfterAWriteThatKeepsTheTag(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	a, pool := newStore(t)
+
+	rec := testFlow(now)
+	require.NoError(t, a.CreateFlow(ctx, rec))
+	_, err := pool.Exec(ctx, `UPDATE authflow_flows SET version = version + 1, state = 'passed_challenge',
+		record = json_build_object('id', id, 'type', 'api', 'state', 'passed_challenge') WHERE id = $1`, rec.Flow.ID)
+	require.NoError(t, err)
+
+	got, err := a.Flow(ctx, rec.Flow.ID)
+	require.NoError(t, err)
+	assert.Equal(t, flow.StatePassedChallenge, got.Flow.State)
+	assert.EqualValues(t, 2, got.Version)
+	assert.Empty(t, got.Flow.UI.Nodes, "the row's record, not the copy's")
+	got, _, err = a.FlowWithIdentity(ctx, rec.Flow.ID, login.IdentityQuery{Type: session.CredentialPassword, Identifier: "nobody"})
+	require.NoError(t, err)
+	assert.Equal(t, flow.StatePassedChallenge, got.Flow.State)
+}

@@ -19,7 +19,7 @@ import (
 // joined.
 var (
 	sqlFlowPart = `
-SELECT 0 AS part, ` + flowColumns("$4::bigint") + `,
+SELECT 0 AS part, ` + flowColumns("$4", "$5") + `,
 	NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::json, NULL::text, NULL::text[], NULL::json, NULL::bigint
 FROM authflow_flows f WHERE f.id = $1
 UNION ALL
@@ -53,8 +53,8 @@ func (s *Store) FlowWithIdentity(ctx context.Context, flowID string, q login.Ide
 	if q.Credentials {
 		sql = sqlFlowWithIdentityCredentials
 	}
-	for held := s.flows.tag(id); ; held = nil {
-		rec, l, err := s.flowWithIdentity(ctx, sql, id, q, held)
+	for tag, version := s.flows.held(id); ; tag, version = nil, nil {
+		rec, l, err := s.flowWithIdentity(ctx, sql, id, q, tag, version)
 		if err == nil && rec == nil {
 			continue // the copy it named was replaced meanwhile: read it all
 		}
@@ -63,10 +63,10 @@ func (s *Store) FlowWithIdentity(ctx context.Context, flowID string, q login.Ide
 }
 
 // flowWithIdentity is one try of FlowWithIdentity, naming the flow's copy
-// with tag held; a nil flow and no error when that copy was replaced
-// after the read began.
-func (s *Store) flowWithIdentity(ctx context.Context, sql, id string, q login.IdentityQuery, held *int64) (*flow.Record, *login.IdentityLookup, error) {
-	rows, err := s.pool.Query(ctx, sql, id, string(q.Type), q.Identifier, held)
+// by its tag and version (nil: none); a nil flow and no error when that
+// copy was replaced after the read began.
+func (s *Store) flowWithIdentity(ctx context.Context, sql, id string, q login.IdentityQuery, tag, version *int64) (*flow.Record, *login.IdentityLookup, error) {
+	rows, err := s.pool.Query(ctx, sql, id, string(q.Type), q.Identifier, tag, version)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pgstore: read flow: %w", err)
 	}

@@ -91,16 +91,18 @@ func (s *Store) CreateFlow(ctx context.Context, rec *flow.Record) error {
 }
 
 // flowColumns are the columns a read of a flow f selects: the record and
-// method state only when the row's write tag is not the parameter
-// tagParam, the tag of the copy the reader holds (NULL: none).
-func flowColumns(tagParam string) string {
-	return `CASE WHEN f.write_tag = ` + tagParam + ` THEN NULL ELSE f.record END,
-	CASE WHEN f.write_tag = ` + tagParam + ` THEN NULL ELSE f.method_state END,
+// method state only when the row's write tag and version are not the
+// parameters tag and version, those of the copy the reader holds (NULL:
+// none).
+func flowColumns(tag, version string) string {
+	held := `f.write_tag = ` + tag + `::bigint AND f.version = ` + version + `::bigint`
+	return `CASE WHEN ` + held + ` THEN NULL ELSE f.record END,
+	CASE WHEN ` + held + ` THEN NULL ELSE f.method_state END,
 	f.csrf_token_hash, f.session_id, f.version, f.write_tag`
 }
 
 var sqlFlow = query("Flow", `
-SELECT `+flowColumns("$2::bigint")+` FROM authflow_flows f WHERE f.id = $1`)
+SELECT `+flowColumns("$2", "$3")+` FROM authflow_flows f WHERE f.id = $1`)
 
 // Flow implements login.FlowStore. Expired flows are returned until Sweep
 // removes them, flow.Retention after their expiry.
@@ -109,9 +111,9 @@ func (s *Store) Flow(ctx context.Context, id string) (*flow.Record, error) {
 	if !ok {
 		return nil, flow.ErrNotFound
 	}
-	for held := s.flows.tag(id); ; held = nil {
+	for tag, version := s.flows.held(id); ; tag, version = nil, nil {
 		var row flowRead
-		err := s.pool.QueryRow(ctx, sqlFlow, id, held).Scan(row.dest()...)
+		err := s.pool.QueryRow(ctx, sqlFlow, id, tag, version).Scan(row.dest()...)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, flow.ErrNotFound
 		}
@@ -146,7 +148,7 @@ func (s *Store) flowOf(id string, row *flowRead) (*flow.Record, error) {
 	var rec *flow.Record
 	if row.record == nil {
 		var ok bool
-		if rec, ok = s.flows.get(id, row.tag); !ok {
+		if rec, ok = s.flows.get(id, row.tag, row.version); !ok {
 			return nil, nil
 		}
 	} else {
