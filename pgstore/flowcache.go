@@ -49,7 +49,8 @@ func (c *flowCache) held(id string) (tag, version *int64) {
 	if !ok {
 		return nil, nil
 	}
-	return &e.tag, &e.rec.Version
+	t, v := e.tag, e.rec.Version
+	return &t, &v
 }
 
 // get returns a copy of the cached flow with id if its tag and version are
