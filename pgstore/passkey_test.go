@@ -48,6 +48,7 @@ const (
 type pkSetup struct {
 	login   func(*login.Config)
 	passkey func(*passkey.Config) // also the webauthn method's Config
+	pool    poolOption            // also configures each instance's pool
 }
 
 // pkEnv is a deployment of instances on one fresh schema, sharing a clock.
@@ -70,7 +71,11 @@ func newPasskeyEnv(t *testing.T, n int, setup pkSetup) *pkEnv {
 	schema := freshSchema(t)
 	e := &pkEnv{clock: newTestClock(), auth: passkeytest.New()}
 	for i := range n {
-		pool := newPool(t, schema, func(c *pgxpool.Config) { c.MaxConns = 16 })
+		opts := []poolOption{func(c *pgxpool.Config) { c.MaxConns = 16 }}
+		if setup.pool != nil {
+			opts = append(opts, setup.pool)
+		}
+		pool := newPool(t, schema, opts...)
 		st := pgstore.New(pool)
 		require.NoError(t, st.Migrate(context.Background())) // every instance migrates on start
 		pc := passkey.Config{
@@ -300,6 +305,30 @@ func TestPasskeyLoginOnPostgres(t *testing.T) {
 	assert.Equal(t, []string{"passkey/aal1"}, pkSessionMethods(t, who.json(t)))
 	assert.Equal(t, uint32(2), e.storedKey(t, passkey.CredentialPasskey, key.ID).Authenticator.SignCount)
 	assert.Equal(t, 2, e.sessions(t))
+}
+
+// A passkey login reads the identity with its credentials in one statement
+// and hands them to the step-up check (a second factor is configured), so
+// that the check reads nothing more: the one Credentials read left is the
+// after-login record of the key's counter, which reads them afresh for its
+// conditional write (two reads, and FindIdentity, before).
+func TestPasskeyLoginReadsCredentialsOnce(t *testing.T) {
+	rt := newRoundTrips()
+	e := newPasskeyEnv(t, 1, pkSetup{pool: rt.install})
+	a := e.cluster[0]
+	e.withPasskey(t)
+	login := func() {
+		f := pkAPIFlow(t, a)
+		r := submitPasskey(t, a, f.ID, e.assert(t, f), nil)
+		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	}
+	login() // statements prepared
+	rt.snapshot()
+	login()
+	got := without(rt.snapshot(), "prepare", "ping")
+	assert.Equal(t, 1, got["FindIdentityWithCredentials"], "%v", got)
+	assert.Equal(t, 1, got["Credentials"], "the counter's record only: %v", got)
+	assert.Equal(t, 1, got["CompleteFlowWithSession"], "%v", got)
 }
 
 // CONTRACT-PASSKEY §9.5-6 and §7 on PostgreSQL: every broken assertion is
