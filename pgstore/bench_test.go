@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authflow/authflow/flow"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
@@ -164,5 +165,37 @@ func BenchmarkRoundTrip(b *testing.B) {
 		if err := pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkFlowRead reads back a flow of the password login's shape: by
+// the instance that wrote it (its copy matches: the record is neither sent
+// nor decoded) and by another instance (a Store without the copy).
+func BenchmarkFlowRead(b *testing.B) {
+	ctx := context.Background()
+	st, pool := newStore(b)
+	rec := testFlow(time.Now().UTC())
+	rec.Flow.UI.Nodes = append(rec.Flow.UI.Nodes,
+		flow.NewInput(flow.GroupDefault, "csrf_token", "hidden", "", true),
+		flow.NewInput(flow.GroupPassword, "password", "password", nil, true),
+		flow.NewInput(flow.GroupPassword, "method", "submit", "password", false))
+	if err := st.CreateFlow(ctx, rec); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		store func() *pgstore.Store
+	}{
+		{"writer", func() *pgstore.Store { return st }},
+		{"other-instance", func() *pgstore.Store { return pgstore.New(pool) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.store().Flow(ctx, rec.Flow.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
