@@ -110,6 +110,24 @@ func burn(ctx context.Context, s *login.Submission, next renew) (*ceremonyState,
 	return burnt, err
 }
 
+// spend takes the steps every submitted assertion takes before it is
+// verified: it parses raw, burns the flow's challenge (next makes its
+// successor) and checks that the burnt challenge was live.
+func (rp *relyingParty) spend(ctx context.Context, s *login.Submission, raw string, next renew) (*protocol.ParsedCredentialAssertionData, *ceremonyState, error) {
+	p, err := parseAssertion(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := burn(ctx, s, next)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := rp.live(st); err != nil {
+		return nil, nil, err
+	}
+	return p, st, nil
+}
+
 // live checks that a burnt challenge was there and has not expired.
 func (rp *relyingParty) live(st *ceremonyState) error {
 	if st == nil {

@@ -206,15 +206,8 @@ func (m *Method) Authenticate(ctx context.Context, s *login.Submission) (*login.
 	if raw == "" {
 		return m.restart(ctx, s)
 	}
-	p, err := parseAssertion(raw)
+	p, st, err := m.rp.spend(ctx, s, raw, m.renew)
 	if err != nil {
-		return nil, err
-	}
-	st, err := burn(ctx, s, m.renew)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.rp.live(st); err != nil {
 		return nil, err
 	}
 	handle := p.Response.UserHandle

@@ -227,15 +227,8 @@ func (m *WebAuthn) Authenticate(ctx context.Context, s *login.Submission) (*logi
 	if raw == "" {
 		return m.challengeFor(ctx, s) // passwordless first step (Validate)
 	}
-	p, err := parseAssertion(raw)
+	p, st, err := m.rp.spend(ctx, s, raw, m.renew)
 	if err != nil {
-		return nil, err
-	}
-	st, err := burn(ctx, s, m.renew)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.rp.live(st); err != nil {
 		return nil, err
 	}
 	var identity *session.Identity
