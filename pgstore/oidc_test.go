@@ -3,10 +3,8 @@ package pgstore_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/oidc"
@@ -117,83 +116,39 @@ func (e *oidcPGEnv) queueUser(sub string) {
 }
 
 // oidcPGBrowser is a client with cookies that does not follow redirects.
-func oidcPGBrowser(t *testing.T) *http.Client {
-	jar, err := cookiejar.New(nil)
-	require.NoError(t, err)
-	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
-
-type oidcPGResult struct {
-	status int
-	header http.Header
-	body   []byte
-	resp   *http.Response
-}
-
-func (r *oidcPGResult) location() string { return r.header.Get("Location") }
-
-func (r *oidcPGResult) json(t *testing.T) map[string]any {
-	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal(r.body, &v), "body: %s", r.body)
-	return v
-}
-
-func (r *oidcPGResult) cookie(name string) *http.Cookie {
-	for _, c := range r.resp.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-func oidcPGDo(t *testing.T, c *http.Client, method, target string, body io.Reader, header map[string]string) *oidcPGResult {
-	t.Helper()
-	req, err := http.NewRequest(method, target, body)
-	require.NoError(t, err)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return &oidcPGResult{status: resp.StatusCode, header: resp.Header, body: b, resp: resp}
-}
+func oidcPGBrowser(t *testing.T) *http.Client { return testhttp.Client(t, nil, true) }
 
 // toProvider creates a browser flow on n as a login page would, submits
 // the provider as an HTML form, and returns the flow and the provider's
 // authorization URL.
 func (e *oidcPGEnv) toProvider(n *oidcPGNode, c *http.Client) (flow.Flow, string) {
 	e.t.Helper()
-	r := oidcPGDo(e.t, c, http.MethodGet, n.srv.URL+"/self-service/login/browser", nil, map[string]string{"Accept": "application/json"})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
+	r := testhttp.Do(e.t, c, http.MethodGet, n.srv.URL+"/self-service/login/browser", nil, map[string]string{"Accept": "application/json"})
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
 	var f flow.Flow
-	require.NoError(e.t, json.Unmarshal(r.body, &f))
+	require.NoError(e.t, json.Unmarshal(r.Body, &f))
 	csrf := ""
 	if node := f.UI.Node("csrf_token"); node != nil {
 		csrf, _ = node.Attributes.Value.(string)
 	}
 	require.NotEmpty(e.t, csrf)
 	form := url.Values{"provider": {oidcPGProvider}, "csrf_token": {csrf}}
-	r = oidcPGDo(e.t, c, http.MethodPost, n.srv.URL+"/self-service/login?flow="+f.ID, strings.NewReader(form.Encode()),
+	r = testhttp.Do(e.t, c, http.MethodPost, n.srv.URL+"/self-service/login?flow="+f.ID, strings.NewReader(form.Encode()),
 		map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"})
-	require.Equal(e.t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	require.True(e.t, strings.HasPrefix(r.location(), e.idp.AuthorizationEndpoint()), r.location())
-	require.NotNil(e.t, r.cookie(oidc.DefaultStateCookieName), "state cookie")
-	return f, r.location()
+	require.Equal(e.t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	require.True(e.t, strings.HasPrefix(r.Location(), e.idp.AuthorizationEndpoint()), r.Location())
+	require.NotNil(e.t, r.Cookie(oidc.DefaultStateCookieName), "state cookie")
+	return f, r.Location()
 }
 
 // authorize lets the provider authenticate and returns its callback URL
 // (on the public URL, the first node's server).
 func (e *oidcPGEnv) authorize(c *http.Client, authURL string) string {
 	e.t.Helper()
-	r := oidcPGDo(e.t, c, http.MethodGet, authURL, nil, nil)
-	require.Equal(e.t, http.StatusFound, r.status, "body: %s", r.body)
-	require.True(e.t, strings.HasPrefix(r.location(), e.nodes[0].srv.URL+oidcPGCallbackPath+"?"), r.location())
-	return r.location()
+	r := testhttp.Do(e.t, c, http.MethodGet, authURL, nil, nil)
+	require.Equal(e.t, http.StatusFound, r.Status, "body: %s", r.Body)
+	require.True(e.t, strings.HasPrefix(r.Location(), e.nodes[0].srv.URL+oidcPGCallbackPath+"?"), r.Location())
+	return r.Location()
 }
 
 // oidcPGStateCookie returns the state cookie c holds for n's server.
@@ -223,10 +178,10 @@ func oidcPGOn(t *testing.T, n *oidcPGNode, target string) string {
 
 func (e *oidcPGEnv) whoami(n *oidcPGNode, token string) session.Session {
 	e.t.Helper()
-	r := oidcPGDo(e.t, http.DefaultClient, http.MethodGet, n.srv.URL+"/sessions/whoami", nil, map[string]string{"X-Session-Token": token})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
+	r := testhttp.Do(e.t, http.DefaultClient, http.MethodGet, n.srv.URL+"/sessions/whoami", nil, map[string]string{"X-Session-Token": token})
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
 	var s session.Session
-	require.NoError(e.t, json.Unmarshal(r.body, &s))
+	require.NoError(e.t, json.Unmarshal(r.Body, &s))
 	return s
 }
 
@@ -250,26 +205,26 @@ func (e *oidcPGEnv) stored(id string) *flow.Record {
 }
 
 // wantErrorUI asserts a forward to the error UI whose error n can show.
-func (e *oidcPGEnv) wantErrorUI(n *oidcPGNode, r *oidcPGResult) map[string]any {
+func (e *oidcPGEnv) wantErrorUI(n *oidcPGNode, r *testhttp.Result) map[string]any {
 	e.t.Helper()
-	require.Equal(e.t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	require.True(e.t, strings.HasPrefix(r.location(), oidcPGErrorUI+"?id="), r.location())
-	assert.Nil(e.t, r.cookie("authflow_session"), "no session")
-	u, _ := url.Parse(r.location())
-	got := oidcPGDo(e.t, http.DefaultClient, http.MethodGet, n.srv.URL+"/self-service/errors?id="+u.Query().Get("id"), nil, nil)
-	require.Equal(e.t, http.StatusOK, got.status, "body: %s", got.body)
-	return got.json(e.t)
+	require.Equal(e.t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	require.True(e.t, strings.HasPrefix(r.Location(), oidcPGErrorUI+"?id="), r.Location())
+	assert.Nil(e.t, r.Cookie("authflow_session"), "no session")
+	u, _ := url.Parse(r.Location())
+	got := testhttp.Do(e.t, http.DefaultClient, http.MethodGet, n.srv.URL+"/self-service/errors?id="+u.Query().Get("id"), nil, nil)
+	require.Equal(e.t, http.StatusOK, got.Status, "body: %s", got.Body)
+	return got.JSON(e.t)
 }
 
 // wantSignedIn asserts the callback's 303 to target with a session cookie
 // for the identity, by oidc with the mock provider, and returns the token.
-func (e *oidcPGEnv) wantSignedIn(n *oidcPGNode, r *oidcPGResult, target string) string {
+func (e *oidcPGEnv) wantSignedIn(n *oidcPGNode, r *testhttp.Result, target string) string {
 	e.t.Helper()
-	require.Equal(e.t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(e.t, target, r.location())
-	sc := r.cookie("authflow_session")
+	require.Equal(e.t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(e.t, target, r.Location())
+	sc := r.Cookie("authflow_session")
 	require.NotNil(e.t, sc, "session cookie")
-	cleared := r.cookie(oidc.DefaultStateCookieName)
+	cleared := r.Cookie(oidc.DefaultStateCookieName)
 	require.NotNil(e.t, cleared, "state cookie cleared")
 	assert.Less(e.t, cleared.MaxAge, 0)
 	s := e.whoami(n, sc.Value)
@@ -290,13 +245,13 @@ func TestOIDCBrowserLogin(t *testing.T) {
 	f, auth := e.toProvider(a, c)
 	cb := e.authorize(c, auth)
 	state := oidcPGStateCookie(t, c, a)
-	r := oidcPGDo(t, c, http.MethodGet, cb, nil, nil)
+	r := testhttp.Do(t, c, http.MethodGet, cb, nil, nil)
 	e.wantSignedIn(a, r, oidcPGDefaultReturn)
 	assert.Equal(t, flow.StatePassedChallenge, e.stored(f.ID).Flow.State)
 	require.Len(t, e.sessionsOf(e.identity.ID), 1)
 
 	t.Run("replayed callback", func(t *testing.T) {
-		e.wantErrorUI(a, oidcPGDo(t, c, http.MethodGet, cb, nil, nil))
+		e.wantErrorUI(a, testhttp.Do(t, c, http.MethodGet, cb, nil, nil))
 		assert.Len(t, e.sessionsOf(e.identity.ID), 1, "no second session")
 		assert.Equal(t, 1, e.sessionRows())
 	})
@@ -305,7 +260,7 @@ func TestOIDCBrowserLogin(t *testing.T) {
 		// stored in the database was consumed.
 		u, _ := url.Parse(a.srv.URL)
 		c.Jar.SetCookies(u, []*http.Cookie{{Name: state.Name, Value: state.Value, Path: "/"}})
-		e.wantErrorUI(a, oidcPGDo(t, c, http.MethodGet, cb, nil, nil))
+		e.wantErrorUI(a, testhttp.Do(t, c, http.MethodGet, cb, nil, nil))
 		assert.Len(t, e.sessionsOf(e.identity.ID), 1, "no second session")
 		assert.Equal(t, 1, e.sessionRows())
 	})
@@ -319,10 +274,10 @@ func TestOIDCUnknownSubject(t *testing.T) {
 	c := oidcPGBrowser(t)
 	e.queueUser("stranger")
 	f, auth := e.toProvider(a, c)
-	r := oidcPGDo(t, c, http.MethodGet, e.authorize(c, auth), nil, nil)
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	require.Equal(t, oidcPGLoginUI+"?flow="+f.ID, r.location())
-	assert.Nil(t, r.cookie("authflow_session"), "no session")
+	r := testhttp.Do(t, c, http.MethodGet, e.authorize(c, auth), nil, nil)
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	require.Equal(t, oidcPGLoginUI+"?flow="+f.ID, r.Location())
+	assert.Nil(t, r.Cookie("authflow_session"), "no session")
 	got := e.stored(f.ID).Flow
 	require.Len(t, got.UI.Messages, 1, "%+v", got.UI.Messages)
 	assert.Equal(t, flow.IDAccountMissing, got.UI.Messages[0].ID)
@@ -332,9 +287,9 @@ func TestOIDCUnknownSubject(t *testing.T) {
 	assert.ErrorIs(t, err, session.ErrNotFound)
 	assert.Zero(t, e.sessionRows())
 	// The fetched flow shows the message too.
-	fr := oidcPGDo(t, c, http.MethodGet, a.srv.URL+"/self-service/login/flows?id="+f.ID, nil, nil)
-	require.Equal(t, http.StatusOK, fr.status, "body: %s", fr.body)
-	assert.Contains(t, string(fr.body), "4000037")
+	fr := testhttp.Do(t, c, http.MethodGet, a.srv.URL+"/self-service/login/flows?id="+f.ID, nil, nil)
+	require.Equal(t, http.StatusOK, fr.Status, "body: %s", fr.Body)
+	assert.Contains(t, string(fr.Body), "4000037")
 }
 
 // TestOIDCSessionTokenExchange: a native app's login finished in the
@@ -344,27 +299,27 @@ func TestOIDCSessionTokenExchange(t *testing.T) {
 	a := e.nodes[0]
 	e.queueUser(oidcPGSubject)
 	q := url.Values{"return_session_token_exchange_code": {"true"}, "return_to": {oidcPGNativeReturn}}
-	r := oidcPGDo(t, http.DefaultClient, http.MethodGet, a.srv.URL+"/self-service/login/api?"+q.Encode(), nil, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	r := testhttp.Do(t, http.DefaultClient, http.MethodGet, a.srv.URL+"/self-service/login/api?"+q.Encode(), nil, nil)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	var f flow.Flow
-	require.NoError(t, json.Unmarshal(r.body, &f))
+	require.NoError(t, json.Unmarshal(r.Body, &f))
 	require.True(t, strings.HasPrefix(f.SessionTokenExchangeCode, f.ID+"."), f.SessionTokenExchangeCode)
 	_, secret, _ := strings.Cut(f.SessionTokenExchangeCode, ".")
 
 	b, _ := json.Marshal(map[string]any{"provider": oidcPGProvider})
-	r = oidcPGDo(t, http.DefaultClient, http.MethodPost, a.srv.URL+"/self-service/login?flow="+f.ID, strings.NewReader(string(b)),
+	r = testhttp.Do(t, http.DefaultClient, http.MethodPost, a.srv.URL+"/self-service/login?flow="+f.ID, strings.NewReader(string(b)),
 		map[string]string{"Content-Type": "application/json", "Accept": "application/json"})
-	require.Equal(t, http.StatusUnprocessableEntity, r.status, "body: %s", r.body)
-	body := r.json(t)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "body: %s", r.Body)
+	body := r.JSON(t)
 	assert.Equal(t, "browser_location_change_required", body["error"].(map[string]any)["id"])
 	to, _ := body["redirect_browser_to"].(string)
 	require.True(t, strings.HasPrefix(to, e.idp.AuthorizationEndpoint()), to)
 
 	c := oidcPGBrowser(t)
-	r = oidcPGDo(t, c, http.MethodGet, e.authorize(c, to), nil, nil)
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Empty(t, r.resp.Cookies(), "the browser gets no session")
-	back, err := url.Parse(r.location())
+	r = testhttp.Do(t, c, http.MethodGet, e.authorize(c, to), nil, nil)
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Empty(t, r.Resp.Cookies(), "the browser gets no session")
+	back, err := url.Parse(r.Location())
 	require.NoError(t, err)
 	assert.Equal(t, "https://app.example.com/native/done", back.Scheme+"://"+back.Host+back.Path)
 	assert.Equal(t, "xyz", back.Query().Get("state"))
@@ -378,13 +333,13 @@ func TestOIDCSessionTokenExchange(t *testing.T) {
 	assert.NotContains(t, raw, secret)
 	assert.NotContains(t, raw, code)
 
-	exchange := func() *oidcPGResult {
+	exchange := func() *testhttp.Result {
 		q := url.Values{"init_code": {f.SessionTokenExchangeCode}, "return_to_code": {code}}
-		return oidcPGDo(t, http.DefaultClient, http.MethodGet, a.srv.URL+"/sessions/token-exchange?"+q.Encode(), nil, nil)
+		return testhttp.Do(t, http.DefaultClient, http.MethodGet, a.srv.URL+"/sessions/token-exchange?"+q.Encode(), nil, nil)
 	}
 	r = exchange()
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	token, _ := r.json(t)["session_token"].(string)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	token, _ := r.JSON(t)["session_token"].(string)
 	require.NotEmpty(t, token)
 	s := e.whoami(a, token)
 	assert.Equal(t, e.identity.ID, s.Identity.ID)
@@ -395,9 +350,9 @@ func TestOIDCSessionTokenExchange(t *testing.T) {
 
 	// Once only.
 	r = exchange()
-	require.Equal(t, http.StatusForbidden, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusForbidden, r.Status, "body: %s", r.Body)
 	assert.Equal(t, "The session token exchange codes are invalid, were already used or have expired.",
-		r.json(t)["error"].(map[string]any)["reason"])
+		r.JSON(t)["error"].(map[string]any)["reason"])
 	assert.Len(t, e.sessionsOf(e.identity.ID), 1)
 }
 
@@ -412,7 +367,7 @@ func TestOIDCCallbackOnAnotherInstance(t *testing.T) {
 	f, auth := e.toProvider(a, c)
 	cb := oidcPGOn(t, b, e.authorize(c, auth))
 	require.True(t, strings.HasPrefix(cb, b.srv.URL+oidcPGCallbackPath+"?"), cb)
-	token := e.wantSignedIn(b, oidcPGDo(t, c, http.MethodGet, cb, nil, nil), oidcPGDefaultReturn)
+	token := e.wantSignedIn(b, testhttp.Do(t, c, http.MethodGet, cb, nil, nil), oidcPGDefaultReturn)
 	assert.Equal(t, e.identity.ID, e.whoami(a, token).Identity.ID, "the session is valid on A")
 	rec, err := b.st.Flow(context.Background(), f.ID)
 	require.NoError(t, err)
@@ -420,6 +375,6 @@ func TestOIDCCallbackOnAnotherInstance(t *testing.T) {
 	require.Len(t, e.sessionsOf(e.identity.ID), 1)
 
 	// The state was consumed in the database: A refuses the same callback.
-	e.wantErrorUI(a, oidcPGDo(t, c, http.MethodGet, oidcPGOn(t, a, cb), nil, nil))
+	e.wantErrorUI(a, testhttp.Do(t, c, http.MethodGet, oidcPGOn(t, a, cb), nil, nil))
 	assert.Len(t, e.sessionsOf(e.identity.ID), 1, "no second session")
 }

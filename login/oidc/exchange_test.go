@@ -15,6 +15,7 @@ import (
 
 	autherrors "github.com/authflow/authflow/errors"
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/session"
 )
 
@@ -28,10 +29,10 @@ const nativeReturn = "https://app.example.com/native/done?state=xyz"
 func (e *env) nativeFlow(returnTo string) flow.Flow {
 	e.t.Helper()
 	q := url.Values{"return_session_token_exchange_code": {"true"}, "return_to": {returnTo}}
-	r := do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api?"+q.Encode(), nil, nil)
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
+	r := testhttp.Do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api?"+q.Encode(), nil, nil)
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
 	var f flow.Flow
-	require.NoError(e.t, json.Unmarshal(r.body, &f))
+	require.NoError(e.t, json.Unmarshal(r.Body, &f))
 	require.True(e.t, strings.HasPrefix(f.SessionTokenExchangeCode, f.ID+"."), f.SessionTokenExchangeCode)
 	return f
 }
@@ -44,11 +45,11 @@ func (e *env) finishInBrowser(f flow.Flow) *url.URL {
 	r := e.submitJSON(http.DefaultClient, f.ID, map[string]any{"provider": providerID})
 	wantLocationChange(e.t, e, r)
 	c := browser(e.t)
-	callback := e.authorize(c, r.json(e.t)["redirect_browser_to"].(string))
-	r = do(e.t, c, http.MethodGet, callback, nil, nil)
-	require.Equal(e.t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Empty(e.t, r.resp.Cookies(), "the browser gets no session")
-	u, err := url.Parse(r.location())
+	callback := e.authorize(c, r.JSON(e.t)["redirect_browser_to"].(string))
+	r = testhttp.Do(e.t, c, http.MethodGet, callback, nil, nil)
+	require.Equal(e.t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Empty(e.t, r.Resp.Cookies(), "the browser gets no session")
+	u, err := url.Parse(r.Location())
 	require.NoError(e.t, err)
 	return u
 }
@@ -67,16 +68,16 @@ func (e *env) native() (flow.Flow, string) {
 func (e *env) exchange(initCode, returnToCode string) *result {
 	e.t.Helper()
 	q := url.Values{"init_code": {initCode}, "return_to_code": {returnToCode}}
-	return do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/sessions/token-exchange?"+q.Encode(), nil, nil)
+	return testhttp.Do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/sessions/token-exchange?"+q.Encode(), nil, nil)
 }
 
 // wantRefused asserts the one answer to every bad exchange.
 func wantRefused(t *testing.T, r *result) {
 	t.Helper()
-	require.Equal(t, http.StatusForbidden, r.status, "body: %s", r.body)
-	errObj := r.json(t)["error"].(map[string]any)
+	require.Equal(t, http.StatusForbidden, r.Status, "body: %s", r.Body)
+	errObj := r.JSON(t)["error"].(map[string]any)
 	assert.Equal(t, "The session token exchange codes are invalid, were already used or have expired.", errObj["reason"])
-	assert.Empty(t, r.resp.Cookies())
+	assert.Empty(t, r.Resp.Cookies())
 }
 
 // TestExchange: the browser goes back to return_to with the code (its own
@@ -96,9 +97,9 @@ func TestExchange(t *testing.T) {
 
 	e.clock.Advance(time.Minute)
 	r := e.exchange(f.SessionTokenExchangeCode, code)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.Empty(t, r.resp.Cookies())
-	body := r.json(t)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Empty(t, r.Resp.Cookies())
+	body := r.JSON(t)
 	assert.NotContains(t, body, "continue_with")
 	token, _ := body["session_token"].(string)
 	require.Len(t, token, 43)
@@ -121,7 +122,7 @@ func TestExchange(t *testing.T) {
 	assert.Len(t, e.sessionsOf(e.identity.ID), 1)
 	// The flow cannot log in again either.
 	r = e.submitJSON(http.DefaultClient, f.ID, map[string]any{"provider": providerID})
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 }
 
 // TestExchangeQueryWithoutQuery: a return_to without a query gets ?code=.
@@ -130,7 +131,7 @@ func TestExchangeReturnToWithoutQuery(t *testing.T) {
 	f := e.nativeFlow("https://app.example.com/native")
 	back := e.finishInBrowser(f)
 	assert.True(t, strings.HasPrefix(back.String(), "https://app.example.com/native?code="), back.String())
-	assert.Equal(t, http.StatusOK, e.exchange(f.SessionTokenExchangeCode, back.Query().Get("code")).status)
+	assert.Equal(t, http.StatusOK, e.exchange(f.SessionTokenExchangeCode, back.Query().Get("code")).Status)
 }
 
 // TestExchangeWrongCodes: every mismatch gets the same 403 and changes
@@ -156,7 +157,7 @@ func TestExchangeWrongCodes(t *testing.T) {
 	}
 	assert.Empty(t, e.sessionsOf(e.identity.ID))
 	r := e.exchange(f.SessionTokenExchangeCode, code)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 }
 
 // tamper changes the last character of s.
@@ -171,9 +172,9 @@ func tamper(s string) string {
 func TestExchangeMissingParameters(t *testing.T) {
 	e := newEnv(t)
 	for _, q := range []string{"", "?init_code=a.b", "?return_to_code=x"} {
-		r := do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/sessions/token-exchange"+q, nil, nil)
-		require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-		assert.Contains(t, r.json(t)["error"].(map[string]any)["reason"], "init_code and return_to_code")
+		r := testhttp.Do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/sessions/token-exchange"+q, nil, nil)
+		require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+		assert.Contains(t, r.JSON(t)["error"].(map[string]any)["reason"], "init_code and return_to_code")
 	}
 }
 
@@ -197,7 +198,7 @@ func TestExchangeExpires(t *testing.T) {
 
 	f, code = e.native()
 	e.clock.Advance(10*time.Minute - time.Second)
-	assert.Equal(t, http.StatusOK, e.exchange(f.SessionTokenExchangeCode, code).status)
+	assert.Equal(t, http.StatusOK, e.exchange(f.SessionTokenExchangeCode, code).Status)
 }
 
 // TestExchangeConcurrent: of concurrent exchanges exactly one wins.
@@ -208,7 +209,7 @@ func TestExchangeConcurrent(t *testing.T) {
 	statuses := make([]int, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { statuses[i] = e.exchange(f.SessionTokenExchangeCode, code).status })
+		wg.Go(func() { statuses[i] = e.exchange(f.SessionTokenExchangeCode, code).Status })
 	}
 	wg.Wait()
 	won := 0
@@ -232,7 +233,7 @@ func TestExchangeDisabledIdentity(t *testing.T) {
 	id.State = session.StateInactive
 	require.NoError(t, e.identities.UpdateIdentity(context.Background(), &id))
 	r := e.exchange(f.SessionTokenExchangeCode, code)
-	require.Equal(t, http.StatusForbidden, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusForbidden, r.Status, "body: %s", r.Body)
 	assert.Empty(t, e.sessionsOf(e.identity.ID))
 }
 
@@ -251,10 +252,10 @@ func TestExchangeCodeNotKept(t *testing.T) {
 	assert.NotContains(t, stored(), secret)
 	assert.NotContains(t, stored(), `"session_token_exchange_code":`)
 
-	r := do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/flows?id="+f.ID, nil, nil)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	assert.NotContains(t, r.json(t), "session_token_exchange_code")
-	assert.NotContains(t, string(r.body), secret)
+	r := testhttp.Do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/flows?id="+f.ID, nil, nil)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.NotContains(t, r.JSON(t), "session_token_exchange_code")
+	assert.NotContains(t, string(r.Body), secret)
 
 	back := e.finishInBrowser(f)
 	code := back.Query().Get("code")
@@ -262,9 +263,9 @@ func TestExchangeCodeNotKept(t *testing.T) {
 	assert.NotContains(t, stored(), code)
 	// A flow error answered to the app does not repeat it either.
 	r = e.submitJSON(http.DefaultClient, f.ID, map[string]any{"provider": providerID})
-	assert.NotContains(t, string(r.body), secret)
+	assert.NotContains(t, string(r.Body), secret)
 
-	require.Equal(t, http.StatusOK, e.exchange(f.SessionTokenExchangeCode, code).status)
+	require.Equal(t, http.StatusOK, e.exchange(f.SessionTokenExchangeCode, code).Status)
 	assert.NotContains(t, stored(), secret)
 	assert.NotContains(t, stored(), code)
 }
@@ -274,22 +275,22 @@ func TestExchangeCodeNotKept(t *testing.T) {
 func TestExchangeNeedsReturnTo(t *testing.T) {
 	e := newEnv(t)
 	get := func(q url.Values) *result {
-		return do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api?"+q.Encode(), nil, nil)
+		return testhttp.Do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api?"+q.Encode(), nil, nil)
 	}
 	r := get(url.Values{"return_session_token_exchange_code": {"true"}})
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	errObj := r.json(t)["error"].(map[string]any)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	errObj := r.JSON(t)["error"].(map[string]any)
 	assert.Nil(t, errObj["id"])
 	assert.Contains(t, errObj["reason"], "return_session_token_exchange_code requires return_to")
 
 	r = get(url.Values{"return_session_token_exchange_code": {"1"}, "return_to": {"https://evil.example.com/"}})
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
-	assert.Equal(t, autherrors.IDReturnToForbidden, r.json(t)["error"].(map[string]any)["id"])
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
+	assert.Equal(t, autherrors.IDReturnToForbidden, r.JSON(t)["error"].(map[string]any)["id"])
 
 	for _, v := range []string{"false", "nope", ""} {
 		r = get(url.Values{"return_session_token_exchange_code": {v}, "return_to": {nativeReturn}})
-		require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-		assert.NotContains(t, r.json(t), "session_token_exchange_code")
+		require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+		assert.NotContains(t, r.JSON(t), "session_token_exchange_code")
 	}
 	// Browser flows ignore the parameter.
 	f := e.browserFlow(browser(t), "?return_session_token_exchange_code=true")
@@ -304,8 +305,8 @@ func TestExchangeUnknownSubject(t *testing.T) {
 	r := e.submitJSON(http.DefaultClient, f.ID, map[string]any{"provider": providerID})
 	wantLocationChange(t, e, r)
 	c := browser(t)
-	callback := e.authorize(c, r.json(t)["redirect_browser_to"].(string))
-	got := e.wantLoginUI(do(t, c, http.MethodGet, callback, nil, nil), f.ID)
+	callback := e.authorize(c, r.JSON(t)["redirect_browser_to"].(string))
+	got := e.wantLoginUI(testhttp.Do(t, c, http.MethodGet, callback, nil, nil), f.ID)
 	onlyMessage(t, got, flow.IDAccountMissing)
 	assert.Equal(t, flow.StateChooseMethod, got.State)
 }

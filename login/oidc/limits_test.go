@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/login"
 )
 
@@ -34,11 +35,11 @@ func TestPOSTCallbackTooLong(t *testing.T) {
 	e := newEnv(t)
 	c := browser(t)
 	body := url.Values{"state": {"x.y"}, "code": {strings.Repeat("c", login.MaxURLLength)}}.Encode()
-	r := do(t, c, http.MethodPost, e.srv.URL+"/self-service/methods/oidc/callback/"+providerID, strings.NewReader(body),
+	r := testhttp.Do(t, c, http.MethodPost, e.srv.URL+"/self-service/methods/oidc/callback/"+providerID, strings.NewReader(body),
 		map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
-	require.Equal(t, http.StatusRequestURITooLong, r.status, "body: %s", r.body)
-	assert.Empty(t, r.location())
-	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
-	e2 := r.json(t)["error"].(map[string]any)
+	require.Equal(t, http.StatusRequestURITooLong, r.Status, "body: %s", r.Body)
+	assert.Empty(t, r.Location())
+	assert.Equal(t, "application/json", r.Header.Get("Content-Type"))
+	e2 := r.JSON(t)["error"].(map[string]any)
 	assert.EqualValues(t, http.StatusRequestURITooLong, e2["code"])
 }

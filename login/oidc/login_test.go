@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/oidc"
 	"github.com/authflow/authflow/session"
@@ -59,8 +60,8 @@ func TestBrowserLogin(t *testing.T) {
 			e.queueUser(subject)
 			f := e.browserFlow(c, tt.query)
 			r := e.submitForm(c, f.ID, url.Values{"provider": {providerID}, "csrf_token": {csrfToken(f)}})
-			require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-			auth, err := url.Parse(r.location())
+			require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+			auth, err := url.Parse(r.Location())
 			require.NoError(t, err)
 			q := auth.Query()
 			assert.Equal(t, "S256", q.Get("code_challenge_method"))
@@ -68,7 +69,7 @@ func TestBrowserLogin(t *testing.T) {
 			assert.NotEmpty(t, q.Get("nonce"))
 			assert.True(t, strings.HasPrefix(q.Get("state"), f.ID+"."), q.Get("state"))
 			assert.Equal(t, e.srv.URL+"/self-service/methods/oidc/callback/mock", q.Get("redirect_uri"))
-			ck := r.cookie(oidc.DefaultStateCookieName)
+			ck := r.Cookie(oidc.DefaultStateCookieName)
 			require.NotNil(t, ck, "state cookie")
 			assert.True(t, ck.HttpOnly)
 			assert.Equal(t, "/", ck.Path)
@@ -81,12 +82,12 @@ func TestBrowserLogin(t *testing.T) {
 			assert.NotContains(t, q.Get("state"), ck.Value)
 
 			cb := e.authorize(c, auth.String())
-			r = do(t, c, http.MethodGet, cb, nil, nil)
-			require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-			assert.Equal(t, tt.target, r.location())
-			sc := r.cookie("authflow_session")
+			r = testhttp.Do(t, c, http.MethodGet, cb, nil, nil)
+			require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+			assert.Equal(t, tt.target, r.Location())
+			sc := r.Cookie("authflow_session")
 			require.NotNil(t, sc)
-			cleared := r.cookie(oidc.DefaultStateCookieName)
+			cleared := r.Cookie(oidc.DefaultStateCookieName)
 			require.NotNil(t, cleared, "state cookie cleared")
 			assert.Less(t, cleared.MaxAge, 0)
 			s := e.whoami(sc.Value)
@@ -106,17 +107,17 @@ func TestLocationChangeJSON(t *testing.T) {
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "oidc", "provider": providerID, "csrf_token": csrfToken(f)})
 	wantLocationChange(t, e, r)
-	assert.NotNil(t, r.cookie(oidc.DefaultStateCookieName), "browser flows are bound even for SPAs")
+	assert.NotNil(t, r.Cookie(oidc.DefaultStateCookieName), "browser flows are bound even for SPAs")
 }
 
 func TestLocationChangeAPIFlow(t *testing.T) {
 	e := newEnv(t)
-	r := do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api", nil, nil)
-	require.Equal(t, http.StatusOK, r.status)
-	id := r.json(t)["id"].(string)
+	r := testhttp.Do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api", nil, nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	id := r.JSON(t)["id"].(string)
 	r = e.submitJSON(http.DefaultClient, id, map[string]any{"provider": providerID})
 	wantLocationChange(t, e, r)
-	assert.Nil(t, r.cookie(oidc.DefaultStateCookieName))
+	assert.Nil(t, r.Cookie(oidc.DefaultStateCookieName))
 }
 
 // TestAPIFlowFinishedInABrowser: a native app's flow created without
@@ -128,16 +129,16 @@ func TestAPIFlowFinishedInABrowser(t *testing.T) {
 	e := newEnv(t)
 	native := e.addIdentity("native@example.com", oidc.Credential(providerID, "native-subject"))
 	e.queueUser("native-subject")
-	r := do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api", nil, nil)
-	require.Equal(t, http.StatusOK, r.status)
-	id := r.json(t)["id"].(string)
+	r := testhttp.Do(t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/login/api", nil, nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	id := r.JSON(t)["id"].(string)
 	r = e.submitJSON(http.DefaultClient, id, map[string]any{"provider": providerID})
 	wantLocationChange(t, e, r)
-	to := r.json(t)["redirect_browser_to"].(string)
+	to := r.JSON(t)["redirect_browser_to"].(string)
 
 	c := browser(t)
 	callback := e.authorize(c, to)
-	got := e.wantErrorUI(do(t, c, http.MethodGet, callback, nil, nil))
+	got := e.wantErrorUI(testhttp.Do(t, c, http.MethodGet, callback, nil, nil))
 	reason, _ := got["error"].(map[string]any)["reason"].(string)
 	assert.Contains(t, reason, "started by a native app")
 	assert.Empty(t, e.sessionsOf(native.ID), "no session was issued")
@@ -147,14 +148,14 @@ func TestAPIFlowFinishedInABrowser(t *testing.T) {
 	f := e.nativeFlow(nativeReturn)
 	back := e.finishInBrowser(f)
 	r = e.exchange(f.SessionTokenExchangeCode, back.Query().Get("code"))
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	assert.Len(t, e.sessionsOf(native.ID), 1)
 }
 
 func wantLocationChange(t *testing.T, e *env, r *result) {
 	t.Helper()
-	require.Equal(t, http.StatusUnprocessableEntity, r.status, "body: %s", r.body)
-	body := r.json(t)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "body: %s", r.Body)
+	body := r.JSON(t)
 	to, _ := body["redirect_browser_to"].(string)
 	assert.True(t, strings.HasPrefix(to, e.idp.AuthorizationEndpoint()), to)
 	errObj := body["error"].(map[string]any)
@@ -168,9 +169,9 @@ func TestUnknownProvider(t *testing.T) {
 	c := browser(t)
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"method": "oidc", "provider": "nope", "csrf_token": csrfToken(f)})
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 	var got flow.Flow
-	require.NoError(t, json.Unmarshal(r.body, &got))
+	require.NoError(t, json.Unmarshal(r.Body, &got))
 	m := onlyMessage(t, got, flow.IDGeneric)
 	assert.Equal(t, `OpenID Connect provider "nope" is unknown or has not been configured`, m.Text)
 }
@@ -182,8 +183,8 @@ func TestCSRF(t *testing.T) {
 		c := browser(t)
 		f := e.browserFlow(c, "")
 		r := e.submitJSON(c, f.ID, map[string]any{"provider": providerID, "csrf_token": token})
-		require.Equal(t, http.StatusForbidden, r.status, "body: %s", r.body)
-		assert.Equal(t, "security_csrf_violation", r.json(t)["error"].(map[string]any)["id"])
+		require.Equal(t, http.StatusForbidden, r.Status, "body: %s", r.Body)
+		assert.Equal(t, "security_csrf_violation", r.JSON(t)["error"].(map[string]any)["id"])
 		assert.Empty(t, e.stored(f.ID).MethodState)
 		r = e.submitForm(c, f.ID, url.Values{"provider": {providerID}, "csrf_token": {token}})
 		e.wantErrorUI(r)
@@ -207,20 +208,20 @@ func TestUntrustedState(t *testing.T) {
 		c := browser(t)
 		_, auth := e.toProvider(c, "")
 		cb := e.authorize(c, auth)
-		e.wantErrorUI(do(t, c, http.MethodGet, setQuery(cb, "state", stateOf(cb)+"x"), nil, nil))
-		e.wantErrorUI(do(t, c, http.MethodGet, setQuery(cb, "state", strings.SplitN(stateOf(cb), ".", 2)[0]), nil, nil))
+		e.wantErrorUI(testhttp.Do(t, c, http.MethodGet, setQuery(cb, "state", stateOf(cb)+"x"), nil, nil))
+		e.wantErrorUI(testhttp.Do(t, c, http.MethodGet, setQuery(cb, "state", strings.SplitN(stateOf(cb), ".", 2)[0]), nil, nil))
 		assert.Empty(t, e.sessionsOf(e.identity.ID))
 		// The real state still works: a forgery burns nothing.
-		r := do(t, c, http.MethodGet, cb, nil, nil)
-		require.Equal(t, http.StatusSeeOther, r.status)
-		assert.Equal(t, defaultReturn, r.location())
+		r := testhttp.Do(t, c, http.MethodGet, cb, nil, nil)
+		require.Equal(t, http.StatusSeeOther, r.Status)
+		assert.Equal(t, defaultReturn, r.Location())
 	})
 	t.Run("foreign browser", func(t *testing.T) {
 		e := newEnv(t)
 		_, auth := e.toProvider(browser(t), "")
 		victim := browser(t)
 		cb := e.authorize(victim, auth)
-		e.wantErrorUI(do(t, victim, http.MethodGet, cb, nil, nil))
+		e.wantErrorUI(testhttp.Do(t, victim, http.MethodGet, cb, nil, nil))
 		assert.Empty(t, e.sessionsOf(e.identity.ID))
 	})
 	t.Run("replayed", func(t *testing.T) {
@@ -229,10 +230,10 @@ func TestUntrustedState(t *testing.T) {
 		f, auth := e.toProvider(c, "")
 		cb := e.authorize(c, auth)
 		// A failed attempt consumes the state (the code is bogus)...
-		got := e.wantLoginUI(do(t, c, http.MethodGet, setQuery(cb, "code", "bogus"), nil, nil), f.ID)
+		got := e.wantLoginUI(testhttp.Do(t, c, http.MethodGet, setQuery(cb, "code", "bogus"), nil, nil), f.ID)
 		onlyMessage(t, got, flow.IDGeneric)
 		// ...so the provider's real answer cannot be used any more.
-		e.wantErrorUI(do(t, c, http.MethodGet, cb, nil, nil))
+		e.wantErrorUI(testhttp.Do(t, c, http.MethodGet, cb, nil, nil))
 		assert.Empty(t, e.sessionsOf(e.identity.ID))
 	})
 	t.Run("replayed after success", func(t *testing.T) {
@@ -240,10 +241,10 @@ func TestUntrustedState(t *testing.T) {
 		c := browser(t)
 		_, auth := e.toProvider(c, "")
 		cb := e.authorize(c, auth)
-		r := do(t, c, http.MethodGet, cb, nil, nil)
-		require.Equal(t, http.StatusSeeOther, r.status)
-		require.Equal(t, defaultReturn, r.location())
-		e.wantErrorUI(do(t, c, http.MethodGet, cb, nil, nil))
+		r := testhttp.Do(t, c, http.MethodGet, cb, nil, nil)
+		require.Equal(t, http.StatusSeeOther, r.Status)
+		require.Equal(t, defaultReturn, r.Location())
+		e.wantErrorUI(testhttp.Do(t, c, http.MethodGet, cb, nil, nil))
 		assert.Len(t, e.sessionsOf(e.identity.ID), 1)
 	})
 	t.Run("unknown", func(t *testing.T) {
@@ -252,7 +253,7 @@ func TestUntrustedState(t *testing.T) {
 		_, auth := e.toProvider(c, "")
 		cb := e.authorize(c, auth)
 		for _, s := range []string{"", "garbage", "00000000-0000-4000-8000-000000000000.abc"} {
-			e.wantErrorUI(do(t, c, http.MethodGet, setQuery(cb, "state", s), nil, nil))
+			e.wantErrorUI(testhttp.Do(t, c, http.MethodGet, setQuery(cb, "state", s), nil, nil))
 		}
 	})
 }
@@ -265,15 +266,15 @@ func TestPOSTCallback(t *testing.T) {
 	cb := e.authorize(c, auth)
 	u, _ := url.Parse(cb)
 	base := e.srv.URL + u.Path
-	r := do(t, c, http.MethodPost, base, strings.NewReader(u.RawQuery), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	to, _ := url.Parse(r.location())
+	r := testhttp.Do(t, c, http.MethodPost, base, strings.NewReader(u.RawQuery), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	to, _ := url.Parse(r.Location())
 	assert.Equal(t, base, to.Scheme+"://"+to.Host+to.Path)
 	assert.Equal(t, u.Query(), to.Query())
-	r = do(t, c, http.MethodGet, r.location(), nil, nil)
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(t, defaultReturn, r.location())
-	assert.NotNil(t, r.cookie("authflow_session"))
+	r = testhttp.Do(t, c, http.MethodGet, r.Location(), nil, nil)
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(t, defaultReturn, r.Location())
+	assert.NotNil(t, r.Cookie("authflow_session"))
 }
 
 // TestProviderFailures: the provider's error, a failed exchange, a wrong
@@ -285,7 +286,7 @@ func TestProviderFailures(t *testing.T) {
 		f, auth := e.toProvider(c, "")
 		a, _ := url.Parse(auth)
 		cb := e.srv.URL + "/self-service/methods/oidc/callback/mock?error=access_denied&error_description=denied+by+user&state=" + url.QueryEscape(a.Query().Get("state"))
-		got := e.wantLoginUI(do(t, c, http.MethodGet, cb, nil, nil), f.ID)
+		got := e.wantLoginUI(testhttp.Do(t, c, http.MethodGet, cb, nil, nil), f.ID)
 		m := onlyMessage(t, got, flow.IDGeneric)
 		assert.Contains(t, m.Text, `"access_denied"`)
 		assert.Contains(t, m.Text, "denied by user")
@@ -299,7 +300,7 @@ func TestProviderFailures(t *testing.T) {
 		for range 2 {
 			e.idp.QueueError(&mockoidc.ServerError{Code: http.StatusBadRequest, Error: "invalid_grant", Description: "nope"})
 		}
-		got := e.wantLoginUI(do(t, c, http.MethodGet, cb, nil, nil), f.ID)
+		got := e.wantLoginUI(testhttp.Do(t, c, http.MethodGet, cb, nil, nil), f.ID)
 		assert.Contains(t, onlyMessage(t, got, flow.IDGeneric).Text, "Unable to exchange the authorization code")
 	})
 	t.Run("wrong nonce", func(t *testing.T) {
@@ -313,7 +314,7 @@ func TestProviderFailures(t *testing.T) {
 		rec.MethodState["oidc"], _ = json.Marshal(st)
 		require.NoError(t, e.flows.UpdateFlow(context.Background(), rec))
 		cb := e.authorize(c, auth)
-		got := e.wantLoginUI(do(t, c, http.MethodGet, cb, nil, nil), f.ID)
+		got := e.wantLoginUI(testhttp.Do(t, c, http.MethodGet, cb, nil, nil), f.ID)
 		assert.Contains(t, onlyMessage(t, got, flow.IDGeneric).Text, "invalid nonce")
 		assert.Empty(t, e.sessionsOf(e.identity.ID))
 	})
@@ -341,7 +342,7 @@ func TestProviderFailures(t *testing.T) {
 		c := browser(t)
 		f, auth := e.toProvider(c, "")
 		cb := e.authorize(c, auth)
-		got := e.wantLoginUI(do(t, c, http.MethodGet, cb, nil, nil), f.ID)
+		got := e.wantLoginUI(testhttp.Do(t, c, http.MethodGet, cb, nil, nil), f.ID)
 		assert.Contains(t, onlyMessage(t, got, flow.IDGeneric).Text, "could not be verified")
 		assert.Empty(t, e.sessionsOf(e.identity.ID))
 	})
@@ -355,10 +356,10 @@ func TestExpiredFlow(t *testing.T) {
 	f, auth := e.toProvider(c, "")
 	cb := e.authorize(c, auth)
 	e.clock.Advance(login.DefaultFlowLifespan + time.Minute)
-	r := do(t, c, http.MethodGet, cb, nil, nil)
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	require.True(t, strings.HasPrefix(r.location(), loginUI+"?flow="), r.location())
-	newID := strings.TrimPrefix(r.location(), loginUI+"?flow=")
+	r := testhttp.Do(t, c, http.MethodGet, cb, nil, nil)
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	require.True(t, strings.HasPrefix(r.Location(), loginUI+"?flow="), r.Location())
+	newID := strings.TrimPrefix(r.Location(), loginUI+"?flow=")
 	assert.NotEqual(t, f.ID, newID)
 	onlyMessage(t, e.stored(newID).Flow, flow.IDFlowExpired)
 	assert.Empty(t, e.sessionsOf(e.identity.ID))
@@ -372,7 +373,7 @@ func TestUnknownSubject(t *testing.T) {
 		c := browser(t)
 		e.queueUser("stranger")
 		f, auth := e.toProvider(c, "")
-		got := e.wantLoginUI(do(t, c, http.MethodGet, e.authorize(c, auth), nil, nil), f.ID)
+		got := e.wantLoginUI(testhttp.Do(t, c, http.MethodGet, e.authorize(c, auth), nil, nil), f.ID)
 		onlyMessage(t, got, flow.IDAccountMissing)
 		_, _, err := e.identities.FindIdentity(context.Background(), session.CredentialOIDC, "mock:stranger")
 		assert.ErrorIs(t, err, session.ErrNotFound)
@@ -389,15 +390,15 @@ func TestUnknownSubject(t *testing.T) {
 		c := browser(t)
 		e.queueUser("stranger")
 		_, auth := e.toProvider(c, "")
-		r := do(t, c, http.MethodGet, e.authorize(c, auth), nil, nil)
-		require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-		assert.Equal(t, defaultReturn, r.location())
+		r := testhttp.Do(t, c, http.MethodGet, e.authorize(c, auth), nil, nil)
+		require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+		assert.Equal(t, defaultReturn, r.Location())
 		require.NotNil(t, seen)
 		assert.Equal(t, "mock:stranger", seen.Identifier())
 		assert.JSONEq(t, `{"email":"jane.doe@example.com"}`, string(seen.Traits))
 		id, _, err := e.identities.FindIdentity(context.Background(), session.CredentialOIDC, "mock:stranger")
 		require.NoError(t, err)
-		s := e.whoami(r.cookie("authflow_session").Value)
+		s := e.whoami(r.Cookie("authflow_session").Value)
 		assert.Equal(t, id.ID, s.Identity.ID)
 	})
 }
@@ -419,9 +420,9 @@ func TestLazyDiscovery(t *testing.T) {
 	c := browser(t)
 	f := e.browserFlow(c, "")
 	r := e.submitJSON(c, f.ID, map[string]any{"provider": providerID, "csrf_token": csrfToken(f)})
-	require.Equal(t, http.StatusBadRequest, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusBadRequest, r.Status, "body: %s", r.Body)
 	var got flow.Flow
-	require.NoError(t, json.Unmarshal(r.body, &got))
+	require.NoError(t, json.Unmarshal(r.Body, &got))
 	assert.Contains(t, onlyMessage(t, got, flow.IDGeneric).Text, "currently unavailable")
 
 	ln, err = net.Listen("tcp", addr)
@@ -430,8 +431,8 @@ func TestLazyDiscovery(t *testing.T) {
 	t.Cleanup(func() { _ = idp.Shutdown() })
 	require.Equal(t, issuer, idp.Issuer())
 	r = e.submitForm(c, f.ID, url.Values{"provider": {providerID}, "csrf_token": {csrfToken(f)}})
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	r = do(t, c, http.MethodGet, e.authorize(c, r.location()), nil, nil)
-	require.Equal(t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	assert.Equal(t, defaultReturn, r.location())
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	r = testhttp.Do(t, c, http.MethodGet, e.authorize(c, r.Location()), nil, nil)
+	require.Equal(t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	assert.Equal(t, defaultReturn, r.Location())
 }

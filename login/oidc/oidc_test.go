@@ -3,10 +3,8 @@ package oidc_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/authflow/authflow/flow"
 	"github.com/authflow/authflow/internal/testclock"
+	"github.com/authflow/authflow/internal/testhttp"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/oidc"
@@ -117,59 +116,18 @@ func (e *env) queueUser(sub string) {
 
 // browser is a client with cookies that does not follow redirects: each
 // step is followed by the test, as a browser would.
-func browser(t *testing.T) *http.Client {
-	jar, err := cookiejar.New(nil)
-	require.NoError(t, err)
-	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
+func browser(t *testing.T) *http.Client { return testhttp.Client(t, nil, true) }
 
-type result struct {
-	status int
-	header http.Header
-	body   []byte
-	resp   *http.Response
-}
-
-func (r *result) location() string { return r.header.Get("Location") }
-
-func (r *result) json(t *testing.T) map[string]any {
-	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal(r.body, &v), "body: %s", r.body)
-	return v
-}
-
-func (r *result) cookie(name string) *http.Cookie {
-	for _, c := range r.resp.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-func do(t *testing.T, c *http.Client, method, target string, body io.Reader, header map[string]string) *result {
-	t.Helper()
-	req, err := http.NewRequest(method, target, body)
-	require.NoError(t, err)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return &result{status: resp.StatusCode, header: resp.Header, body: b, resp: resp}
-}
+// result is an answer with its body read.
+type result = testhttp.Result
 
 // browserFlow creates a browser flow as a login page would (JSON).
 func (e *env) browserFlow(c *http.Client, query string) flow.Flow {
 	e.t.Helper()
-	r := do(e.t, c, http.MethodGet, e.srv.URL+"/self-service/login/browser"+query, nil, map[string]string{"Accept": "application/json"})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
+	r := testhttp.Do(e.t, c, http.MethodGet, e.srv.URL+"/self-service/login/browser"+query, nil, map[string]string{"Accept": "application/json"})
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
 	var f flow.Flow
-	require.NoError(e.t, json.Unmarshal(r.body, &f))
+	require.NoError(e.t, json.Unmarshal(r.Body, &f))
 	return f
 }
 
@@ -184,14 +142,14 @@ func csrfToken(f flow.Flow) string {
 // submitForm posts fields as an HTML form would.
 func (e *env) submitForm(c *http.Client, flowID string, fields url.Values) *result {
 	e.t.Helper()
-	return do(e.t, c, http.MethodPost, e.srv.URL+"/self-service/login?flow="+flowID, strings.NewReader(fields.Encode()),
+	return testhttp.Do(e.t, c, http.MethodPost, e.srv.URL+"/self-service/login?flow="+flowID, strings.NewReader(fields.Encode()),
 		map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"})
 }
 
 func (e *env) submitJSON(c *http.Client, flowID string, body map[string]any) *result {
 	e.t.Helper()
 	b, _ := json.Marshal(body)
-	return do(e.t, c, http.MethodPost, e.srv.URL+"/self-service/login?flow="+flowID, strings.NewReader(string(b)),
+	return testhttp.Do(e.t, c, http.MethodPost, e.srv.URL+"/self-service/login?flow="+flowID, strings.NewReader(string(b)),
 		map[string]string{"Content-Type": "application/json", "Accept": "application/json"})
 }
 
@@ -200,18 +158,18 @@ func (e *env) toProvider(c *http.Client, query string) (flow.Flow, string) {
 	e.t.Helper()
 	f := e.browserFlow(c, query)
 	r := e.submitForm(c, f.ID, url.Values{"provider": {providerID}, "csrf_token": {csrfToken(f)}})
-	require.Equal(e.t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	require.True(e.t, strings.HasPrefix(r.location(), e.idp.AuthorizationEndpoint()), r.location())
-	return f, r.location()
+	require.Equal(e.t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	require.True(e.t, strings.HasPrefix(r.Location(), e.idp.AuthorizationEndpoint()), r.Location())
+	return f, r.Location()
 }
 
 // authorize lets the provider authenticate and returns its callback URL.
 func (e *env) authorize(c *http.Client, authURL string) string {
 	e.t.Helper()
-	r := do(e.t, c, http.MethodGet, authURL, nil, nil)
-	require.Equal(e.t, http.StatusFound, r.status, "body: %s", r.body)
-	require.True(e.t, strings.HasPrefix(r.location(), e.srv.URL+"/self-service/methods/oidc/callback/"+providerID+"?"), r.location())
-	return r.location()
+	r := testhttp.Do(e.t, c, http.MethodGet, authURL, nil, nil)
+	require.Equal(e.t, http.StatusFound, r.Status, "body: %s", r.Body)
+	require.True(e.t, strings.HasPrefix(r.Location(), e.srv.URL+"/self-service/methods/oidc/callback/"+providerID+"?"), r.Location())
+	return r.Location()
 }
 
 func (e *env) stored(id string) *flow.Record {
@@ -231,10 +189,10 @@ func onlyMessage(t *testing.T, f flow.Flow, id int) flow.Message {
 
 func (e *env) whoami(token string) session.Session {
 	e.t.Helper()
-	r := do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/sessions/whoami", nil, map[string]string{"X-Session-Token": token})
-	require.Equal(e.t, http.StatusOK, r.status, "body: %s", r.body)
+	r := testhttp.Do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/sessions/whoami", nil, map[string]string{"X-Session-Token": token})
+	require.Equal(e.t, http.StatusOK, r.Status, "body: %s", r.Body)
 	var s session.Session
-	require.NoError(e.t, json.Unmarshal(r.body, &s))
+	require.NoError(e.t, json.Unmarshal(r.Body, &s))
 	return s
 }
 
@@ -248,19 +206,19 @@ func (e *env) sessionsOf(id string) []*session.Record {
 // wantErrorUI asserts a forward to the error UI and returns the error.
 func (e *env) wantErrorUI(r *result) map[string]any {
 	e.t.Helper()
-	require.Equal(e.t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	require.True(e.t, strings.HasPrefix(r.location(), errorUI+"?id="), r.location())
-	u, _ := url.Parse(r.location())
-	got := do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/errors?id="+u.Query().Get("id"), nil, nil)
-	require.Equal(e.t, http.StatusOK, got.status, "body: %s", got.body)
-	return got.json(e.t)
+	require.Equal(e.t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	require.True(e.t, strings.HasPrefix(r.Location(), errorUI+"?id="), r.Location())
+	u, _ := url.Parse(r.Location())
+	got := testhttp.Do(e.t, http.DefaultClient, http.MethodGet, e.srv.URL+"/self-service/errors?id="+u.Query().Get("id"), nil, nil)
+	require.Equal(e.t, http.StatusOK, got.Status, "body: %s", got.Body)
+	return got.JSON(e.t)
 }
 
 // wantLoginUI asserts a 303 to the login UI with the flow and returns it.
 func (e *env) wantLoginUI(r *result, flowID string) flow.Flow {
 	e.t.Helper()
-	require.Equal(e.t, http.StatusSeeOther, r.status, "body: %s", r.body)
-	require.Equal(e.t, loginUI+"?flow="+flowID, r.location())
-	assert.Nil(e.t, r.cookie("authflow_session"), "no session")
+	require.Equal(e.t, http.StatusSeeOther, r.Status, "body: %s", r.Body)
+	require.Equal(e.t, loginUI+"?flow="+flowID, r.Location())
+	assert.Nil(e.t, r.Cookie("authflow_session"), "no session")
 	return e.stored(flowID).Flow
 }
