@@ -138,17 +138,7 @@ type result struct {
 // do sends a request to the handler; path is relative to the public URL.
 func (e *env) do(c *http.Client, method, path string, body io.Reader, header map[string]string) *result {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, body)
-	require.NoError(e.t, err)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return &result{status: resp.StatusCode, header: resp.Header, body: b, resp: resp}
+	return subDo(e.t, c, method, e.srv.URL+path, body, header)
 }
 
 // json decodes the body into a generic value.
