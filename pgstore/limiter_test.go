@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/pgstore"
 )
@@ -22,25 +23,10 @@ import (
 // the PostgreSQL limiter has: rows that are swept, instances that share
 // the counters, and a randomised comparison with login.MemoryLimiter.
 
-// testClock is an adjustable clock, safe for concurrent use.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// testClock is the adjustable clock the PostgreSQL tests share.
+type testClock = testclock.Clock
 
-func newTestClock() *testClock { return &testClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newTestClock() *testClock { return testclock.New(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)) }
 
 // newTestLimiter returns a Limiter on a fresh schema with a test clock.
 func newTestLimiter(t *testing.T, limits login.Limits) (*pgstore.Limiter, *testClock, *pgxpool.Pool) {

@@ -22,6 +22,7 @@ import (
 
 	autherrors "github.com/authflow/authflow/errors"
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
@@ -67,7 +68,7 @@ func newSecondFactorEnv(t *testing.T, n int, limits login.Limits, configure ...f
 	t.Helper()
 	schema := freshSchema(t)
 	now := time.Now().UTC()
-	e := &sfEnv{clock: &testClock{t: time.Unix(now.Unix()-now.Unix()%30+10, 0).UTC()}}
+	e := &sfEnv{clock: testclock.New(time.Unix(now.Unix()-now.Unix()%30+10, 0).UTC())}
 	limits.Now = e.clock.Now
 	for i := range n {
 		pool := newPool(t, schema, func(c *pgxpool.Config) { c.MaxConns = 16 })

@@ -17,6 +17,7 @@ import (
 
 	autherrors "github.com/authflow/authflow/errors"
 	"github.com/authflow/authflow/flow"
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/internal/uuid"
 	"github.com/authflow/authflow/login"
 	"github.com/authflow/authflow/login/logintest"
@@ -163,7 +164,7 @@ func TestRefreshRacingLogoutOnPostgres(t *testing.T) {
 	for _, end := range ends {
 		t.Run(end.name, func(t *testing.T) {
 			hasher := &logintest.GateHasher{}
-			clock := &testClock{t: time.Now().UTC().Truncate(time.Second)}
+			clock := testclock.New(time.Now().UTC().Truncate(time.Second))
 			in, alice := newPGHandler(t, hasher, clock.Now, func(c *login.Config) {
 				c.FlowLifespan = 2 * login.DefaultSessionLifespan // the flow outlives the session
 			})

@@ -3,13 +3,13 @@ package logintest
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/authflow/authflow/internal/testclock"
 	"github.com/authflow/authflow/login"
 )
 
@@ -28,9 +28,9 @@ func TestLimiter(t *testing.T, newLimiter func(t *testing.T, limits login.Limits
 	t.Helper()
 	for _, st := range limiterTests {
 		t.Run(st.name, func(t *testing.T) {
-			c := &limiterClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+			c := testclock.New(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 			limits := st.limits
-			limits.Now = c.now
+			limits.Now = c.Now
 			l := newLimiter(t, limits)
 			require.NotNil(t, l, "newLimiter returned nil")
 			st.test(t, &limiterRun{l: l, clock: c})
@@ -54,29 +54,10 @@ var limiterTests = []struct {
 	{"concurrent reservations from many addresses respect the identifier cap", login.Limits{IdentifierFailures: 10}, testLimiterConcurrentIdentifier},
 }
 
-// limiterClock is the suite's clock; limiters may read it from any
-// goroutine.
-type limiterClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *limiterClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *limiterClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // limiterRun is a limiter under test with its clock.
 type limiterRun struct {
 	l     login.Limiter
-	clock *limiterClock
+	clock *testclock.Clock
 }
 
 // reserve calls Reserve and returns the wait.
@@ -106,9 +87,9 @@ func testLimiterDoublingDelay(t *testing.T, r *limiterRun) {
 	r.fail(t, alice, 5)
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second} {
 		assert.Equal(t, want, r.reserve(t, alice), "wait after %d failures", 5+i)
-		r.clock.advance(want - time.Millisecond)
+		r.clock.Advance(want - time.Millisecond)
 		assert.Equal(t, time.Millisecond, r.reserve(t, alice), "a millisecond before the delay ends")
-		r.clock.advance(time.Millisecond)
+		r.clock.Advance(time.Millisecond)
 		assert.Zero(t, r.reserve(t, alice), "allowed once the delay passed")
 	}
 	assert.Zero(t, r.reserve(t, aliceElse), "another address has its own count")
@@ -120,7 +101,7 @@ func testLimiterRefusalIsFree(t *testing.T, r *limiterRun) {
 	for range 20 {
 		assert.Equal(t, time.Second, r.reserve(t, alice), "refused reservations do not lengthen the delay")
 	}
-	r.clock.advance(time.Second)
+	r.clock.Advance(time.Second)
 	assert.Zero(t, r.reserve(t, alice), "the sixth attempt after the delay")
 	assert.Equal(t, 2*time.Second, r.reserve(t, alice), "then the delay doubles once")
 }
@@ -130,22 +111,22 @@ func testLimiterDelayCapped(t *testing.T, r *limiterRun) {
 	for range 40 {
 		d := r.reserve(t, alice)
 		require.Positive(t, d)
-		r.clock.advance(d)
+		r.clock.Advance(d)
 		require.Zero(t, r.reserve(t, alice))
 	}
 	assert.Equal(t, 15*time.Minute, r.reserve(t, alice), "the delay stops at Limits.MaxDelay")
-	r.clock.advance(15 * time.Minute)
+	r.clock.Advance(15 * time.Minute)
 	assert.Zero(t, r.reserve(t, alice))
 }
 
 func testLimiterWindow(t *testing.T, r *limiterRun) {
 	r.fail(t, alice, 5)
-	r.clock.advance(time.Second)
+	r.clock.Advance(time.Second)
 	r.fail(t, alice, 1)
 	assert.Equal(t, 2*time.Second, r.reserve(t, alice))
-	r.clock.advance(15*time.Minute + 2*time.Second - time.Millisecond)
+	r.clock.Advance(15*time.Minute + 2*time.Second - time.Millisecond)
 	assert.Zero(t, r.reserve(t, alice), "a reservation inside the window is allowed once the delay passed")
-	r.clock.advance(15*time.Minute + 4*time.Second)
+	r.clock.Advance(15*time.Minute + 4*time.Second)
 	r.fail(t, alice, 5)
 	assert.Equal(t, time.Second, r.reserve(t, alice), "forgotten: five new free failures, then the first delay")
 }
@@ -173,7 +154,7 @@ func testLimiterRelease(t *testing.T, r *limiterRun) {
 func testLimiterSuccess(t *testing.T, r *limiterRun) {
 	r.fail(t, alice, 5)
 	assert.Equal(t, time.Second, r.reserve(t, alice))
-	r.clock.advance(time.Second)
+	r.clock.Advance(time.Second)
 	require.Zero(t, r.reserve(t, alice), "the login's own reservation")
 	require.NoError(t, r.l.Success(t.Context(), alice))
 	r.fail(t, alice, 5)
@@ -195,7 +176,7 @@ func testLimiterSuccess(t *testing.T, r *limiterRun) {
 func testLimiterIdentifierCap(t *testing.T, r *limiterRun) {
 	owner := alice
 	require.NoError(t, r.l.Success(t.Context(), owner))
-	r.clock.advance(24 * time.Hour)
+	r.clock.Advance(24 * time.Hour)
 	// An attacker sprays from 100 addresses, one guess each.
 	for i := range 100 {
 		r.fail(t, login.LimitKey{Identifier: owner.Identifier, ClientIP: fmt.Sprintf("203.0.113.%d", i)}, 1)
@@ -204,10 +185,10 @@ func testLimiterIdentifierCap(t *testing.T, r *limiterRun) {
 	assert.Equal(t, time.Hour, r.reserve(t, fresh), "the 101st failure in the hour waits for the window")
 	assert.Zero(t, r.reserve(t, owner), "the owner's usual address is exempt")
 	assert.Zero(t, r.reserve(t, login.LimitKey{Identifier: "bob@example.com", ClientIP: fresh.ClientIP}), "other identifiers are unaffected")
-	r.clock.advance(time.Hour)
+	r.clock.Advance(time.Hour)
 	assert.Zero(t, r.reserve(t, fresh), "a new window")
 
-	r.clock.advance(31 * 24 * time.Hour)
+	r.clock.Advance(31 * 24 * time.Hour)
 	for i := range 100 {
 		r.fail(t, login.LimitKey{Identifier: owner.Identifier, ClientIP: fmt.Sprintf("198.51.100.%d", i)}, 1)
 	}
