@@ -162,16 +162,17 @@ type passwordFields struct {
 	Password   string
 }
 
-func (m *passwordMethod) fields(s *Submission) passwordFields {
-	f := passwordFields{Identifier: s.Field("identifier"), Password: s.Field("password")}
+// passwordFieldsOf reads a password submission from its fields.
+func passwordFieldsOf(fields url.Values) passwordFields {
+	f := passwordFields{Identifier: fields.Get("identifier"), Password: fields.Get("password")}
 	if f.Identifier == "" {
-		f.Identifier = s.Field("password_identifier")
+		f.Identifier = fields.Get("password_identifier")
 	}
 	return f
 }
 
 func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
-	f := m.fields(s)
+	f := passwordFieldsOf(s.fields)
 	raw := f.Identifier
 	fields := map[string][]flow.Message{}
 	if len(raw) > MaxIdentifierLength {
@@ -200,10 +201,7 @@ func (m *passwordMethod) Validate(_ context.Context, s *Submission) error {
 // PrefetchIdentity implements IdentityPrefetcher: the password credential
 // of the normalised identifier, when Validate would accept it.
 func (m *passwordMethod) PrefetchIdentity(fields url.Values) (session.CredentialType, string, bool) {
-	raw := fields.Get("identifier")
-	if raw == "" {
-		raw = fields.Get("password_identifier")
-	}
+	raw := passwordFieldsOf(fields).Identifier
 	if len(raw) > MaxIdentifierLength {
 		return "", "", false
 	}
@@ -215,7 +213,7 @@ func (m *passwordMethod) PrefetchIdentity(fields url.Values) (session.Credential
 }
 
 func (m *passwordMethod) Authenticate(ctx context.Context, s *Submission) (*Result, error) {
-	f := m.fields(s)
+	f := passwordFieldsOf(s.fields)
 	raw := f.Identifier
 	invalid := func() error {
 		return &FlowError{Messages: []flow.Message{flow.InvalidCredentials()}, Values: map[string]string{"identifier": raw}, FailedAttempt: true}
