@@ -78,3 +78,10 @@ func (c *flowCache) put(id string, tag int64, rec *flow.Record) {
 	}
 	c.entries[id] = cachedFlow{tag: tag, rec: cp}
 }
+
+// forget drops the copy of the flow with id.
+func (c *flowCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, id)
+}

@@ -256,13 +256,14 @@ func (r flowRow) completeArgs(more ...any) []any {
 }
 
 // completed applies the outcome of a completion of rec, written as r, to
-// rec.
+// rec. A completed flow is seldom read again, so its copy is dropped
+// rather than renewed.
 func (s *Store) completed(r flowRow, rec *flow.Record, version *int64, exists bool) error {
 	switch {
 	case version != nil:
 		rec.Flow.State = flow.StatePassedChallenge
 		rec.Version = *version
-		s.flows.put(r.id, r.tag, rec)
+		s.flows.forget(r.id)
 		return nil
 	case exists:
 		return flow.ErrCompleted
